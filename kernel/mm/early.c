@@ -1,0 +1,98 @@
+/*
+ * The boot-time allocator: a bump pointer over the usable regions of the
+ * multiboot2 memory map.  It serves the per-CPU areas, AP stacks and the
+ * trapoline page before the real frame allocator exists.  It stays below
+ * EARLY_PHYS_LIMIT because only that much is mapped by the early tables,
+ * and it keeps clear of the kernel image, the boot information (which holds
+ * the command line and RSDP copies we still read) and the first 1 MiB.
+ */
+#include "kernel.h"
+#include "mm.h"
+#include "multiboot.h"
+
+#define LOW_MEMORY_END 0x100000ull
+#define TRAMPOLINE_MIN 0x1000ull  /* keep the real-mode IVT/BDA page */
+#define TRAMPOLINE_MAX 0x9f000ull /* below the EBDA */
+
+static int region = -1; /* index into boot_info.mmap */
+static uint64_t next;   /* next free physical address in that region */
+static uint64_t low_page_next = TRAMPOLINE_MIN;
+
+static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+	return a < b + blen && b < a + alen;
+}
+
+/* The lowest address >= pa at which [pa, pa+size) avoids what must be kept. */
+static uint64_t skip_reserved(uint64_t pa, uint64_t size, uint64_t align)
+{
+	uint64_t kstart = 0x100000, kend = virt_to_phys(_kernel_end);
+	uint64_t mbi = ALIGN_DOWN(boot_info.mbi_phys, PAGE_SIZE);
+	uint64_t mbi_len = ALIGN_UP(boot_info.mbi_phys + boot_info.mbi_size, PAGE_SIZE) - mbi;
+	bool moved;
+
+	do {
+		moved = false;
+		pa = ALIGN_UP(pa, align);
+		if (pa < LOW_MEMORY_END) {
+			pa = LOW_MEMORY_END;
+			moved = true;
+		}
+		if (overlaps(pa, size, kstart, kend - kstart)) {
+			pa = kend;
+			moved = true;
+		}
+		if (overlaps(pa, size, mbi, mbi_len)) {
+			pa = mbi + mbi_len;
+			moved = true;
+		}
+	} while (moved);
+	return pa;
+}
+
+void early_alloc_init(void)
+{
+	region = 0;
+	next = 0;
+}
+
+void *early_alloc(size_t size, size_t align)
+{
+	if (align < 16)
+		align = 16;
+	for (; region >= 0 && region < boot_info.mmap_count; region++, next = 0) {
+		const struct mmap_entry *e = &boot_info.mmap[region];
+		if (e->type != MMAP_USABLE)
+			continue;
+		uint64_t start = next > e->base ? next : e->base;
+		uint64_t end = e->base + e->length;
+		if (end > EARLY_PHYS_LIMIT)
+			end = EARLY_PHYS_LIMIT;
+		uint64_t pa = skip_reserved(start, size, align);
+		if (pa + size <= end) {
+			next = pa + size;
+			void *va = phys_to_virt(pa);
+			memset(va, 0, size);
+			return va;
+		}
+	}
+	panic("early_alloc: out of memory for %zu bytes", size);
+}
+
+uint64_t early_alloc_low_page(void)
+{
+	for (; low_page_next < TRAMPOLINE_MAX; low_page_next += PAGE_SIZE) {
+		for (int i = 0; i < boot_info.mmap_count; i++) {
+			const struct mmap_entry *e = &boot_info.mmap[i];
+			if (e->type == MMAP_USABLE && e->base <= low_page_next &&
+			    low_page_next + PAGE_SIZE <= e->base + e->length &&
+			    !overlaps(low_page_next, PAGE_SIZE, boot_info.mbi_phys,
+			              boot_info.mbi_size)) {
+				uint64_t pa = low_page_next;
+				low_page_next += PAGE_SIZE;
+				return pa;
+			}
+		}
+	}
+	panic("no usable page below 1 MiB for the AP trampoline");
+}

@@ -1,0 +1,367 @@
+"""Tests of scripts/run-qemu that need no QEMU: its decisions as functions, and whole runs
+against tests/host/fake_qemu.py."""
+
+import contextlib
+import importlib.machinery
+import importlib.util
+import io
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import xml.etree.ElementTree as ET
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(HERE, 'data')
+REPO = os.path.dirname(os.path.dirname(HERE))
+RUN_QEMU = os.path.join(REPO, 'scripts', 'run-qemu')
+FAKE_QEMU = os.path.join(HERE, 'fake_qemu.py')
+
+
+def load_run_qemu():
+    loader = importlib.machinery.SourceFileLoader('run_qemu', RUN_QEMU)
+    spec = importlib.util.spec_from_loader('run_qemu', loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+rq = load_run_qemu()
+
+
+def qemu_split(option):
+    """QEMU's own reading of 'a=b,c=d' option strings (',,' is a literal comma)."""
+    parts, current, i = [], '', 0
+    while i < len(option):
+        if option[i] == ',':
+            if option[i + 1:i + 2] == ',':
+                current += ','
+                i += 2
+                continue
+            parts.append(current)
+            current = ''
+        else:
+            current += option[i]
+        i += 1
+    parts.append(current)
+    return dict(p.split('=', 1) for p in parts)
+
+
+class Options(unittest.TestCase):
+    def exit_code(self, argv):
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            with self.assertRaises(SystemExit) as raised:
+                rq.parse_args(argv)
+        return raised.exception.code, err.getvalue()
+
+    def test_bad_options_exit_4(self):
+        for argv in (['--smp', '0'], ['--smp', 'four'], ['--accel', 'hvf'], ['--bogus'],
+                     ['--firmware', 'coreboot'], ['--machine', 'isapc'], ['--timeout', '0'],
+                     ['--memory', '1'], ['--iso', 'a', '--pxe', 'b'], ['stray']):
+            code, err = self.exit_code(argv)
+            self.assertEqual(code, 4, argv)
+            self.assertIn('run-qemu: error:', err)
+
+    def test_help_exits_0(self):
+        with contextlib.redirect_stdout(io.StringIO()):
+            with self.assertRaises(SystemExit) as raised:
+                rq.parse_args(['--help'])
+        self.assertEqual(raised.exception.code, 0)
+
+    def test_defaults(self):
+        opts = rq.parse_args([])
+        self.assertEqual((opts.smp, opts.accel, opts.firmware, opts.machine, opts.timeout),
+                         (4, 'auto', 'bios', 'q35', 300.0))
+
+
+class Decisions(unittest.TestCase):
+    def test_comma_escaping(self):
+        self.assertEqual(rq.qemu_opt_escape('a,b,,c'), 'a,,b,,,,c')
+        line = rq.kernel_cmdline('tcg', 2, ' tests=boot.*,smp.* seed=3 ')
+        self.assertEqual(line, 'exit=qemu accel=tcg host_cpus=2 tests=boot.*,smp.* seed=3')
+        arg = rq.fw_cfg_arg(line)
+        self.assertEqual(qemu_split(arg), {'name': 'opt/locklab/cmdline', 'string': line})
+
+    def test_cmdline_without_user_part(self):
+        self.assertEqual(rq.kernel_cmdline('kvm', 8), 'exit=qemu accel=kvm host_cpus=8')
+
+    def fake_sysfs(self, tmp, modules, kvm_openable=True):
+        for module in modules:
+            os.makedirs(os.path.join(tmp, 'sys', 'module', module))
+        dev = os.path.join(tmp, 'kvm')
+        if kvm_openable:
+            open(dev, 'w').close()
+        return os.path.join(tmp, 'sys'), dev
+
+    def test_accel_decision(self):
+        cases = [
+            (['kvm', 'kvm_intel'], True, 'kvm', 'kvm_intel'),
+            (['kvm', 'kvm_amd'], True, 'kvm', 'kvm_amd'),
+            (['kvm', 'kvm_pvm'], True, 'tcg', 'kvm_pvm is a nested software hypervisor'),
+            (['kvm', 'kvm_intel', 'kvm_pvm'], True, 'tcg', 'kvm_pvm'),
+            (['kvm'], True, 'tcg', 'neither kvm_intel nor kvm_amd'),
+            (['kvm', 'kvm_intel'], False, 'tcg', 'cannot be opened'),
+        ]
+        for modules, openable, accel, words in cases:
+            with tempfile.TemporaryDirectory() as tmp:
+                sysfs, dev = self.fake_sysfs(tmp, modules, openable)
+                got, reason = rq.choose_accel('auto', sysfs, dev)
+                self.assertEqual(got, accel, modules)
+                self.assertIn(words, reason)
+
+    def test_accel_requested(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            sysfs, dev = self.fake_sysfs(tmp, ['kvm_pvm'])
+            self.assertEqual(rq.choose_accel('tcg', sysfs, dev)[0], 'tcg')
+            accel, reason = rq.choose_accel('kvm', sysfs, dev)
+            self.assertEqual(accel, 'kvm')
+            self.assertIn('warning', reason)
+            with self.assertRaises(rq.SetupError):
+                rq.choose_accel('kvm', sysfs, os.path.join(tmp, 'missing'))
+
+    def test_timeout_factor(self):
+        self.assertEqual(rq.timeout_factor('kvm', 4, 8), 1)
+        self.assertEqual(rq.timeout_factor('tcg', 4, 8), 4)
+        self.assertEqual(rq.timeout_factor('tcg', 4, 2), 8)
+        self.assertEqual(rq.timeout_factor('kvm', 16, 4), 4)
+        self.assertEqual(rq.timeout_factor('tcg', 1, 0), 4)
+        self.assertAlmostEqual(rq.test_allowance(2000, 4), 13.0)
+        self.assertAlmostEqual(rq.test_allowance(100, 1), 5.1)
+
+    def test_memory(self):
+        self.assertEqual(rq.memory_mb(None, 4), 512)
+        self.assertEqual(rq.memory_mb(None, 32), 1024)
+        self.assertEqual(rq.memory_mb(64, 1), 64)
+        self.assertEqual(rq.memory_mb(64, 8), 256)
+
+    def test_ovmf_search(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            code, variables, single = (os.path.join(tmp, n) for n in ('C.fd', 'V.fd', 'O.fd'))
+            missing = os.path.join(tmp, 'missing.fd')
+            for path in (code, variables, single):
+                open(path, 'w').close()
+            self.assertEqual(rq.find_ovmf([(missing, variables), (code, variables)], {}),
+                             (code, variables))
+            self.assertEqual(rq.find_ovmf([(code, missing), (single, None)], {}), (single, None))
+            with self.assertRaises(rq.SetupError):
+                rq.find_ovmf([(missing, None)], {})
+            env = {'LOCKLAB_OVMF_CODE': code, 'LOCKLAB_OVMF_VARS': variables}
+            self.assertEqual(rq.find_ovmf([], env), (code, variables))
+
+    def test_qemu_status(self):
+        self.assertEqual(rq.qemu_status_verdict(1)[0], 0)
+        self.assertEqual(rq.qemu_status_verdict(3)[0], 1)
+        self.assertEqual(rq.qemu_status_verdict(5)[0], 2)
+        self.assertEqual(rq.qemu_status_verdict(7)[0], 2)
+        self.assertEqual(rq.qemu_status_verdict(0)[0], 2)
+        self.assertEqual(rq.qemu_status_verdict(-9)[0], 2)
+
+    def test_combined_verdict(self):
+        sys.path.insert(0, os.path.join(REPO, 'scripts'))
+        import ktap
+        complete = ktap.parse_text('KTAP version 1\n1..1\nok 1 a\n# locklab: end verdict=pass\n')
+        cut = ktap.parse_text('KTAP version 1\n1..2\nok 1 a\n')
+        self.assertEqual(rq.combine_verdicts(complete, 1), (0, []))
+        self.assertEqual(rq.combine_verdicts(complete, 3)[0], 1)      # QEMU's worse word wins
+        self.assertEqual(rq.combine_verdicts(complete, 0)[0], 0)      # log complete: it decides
+        self.assertEqual(rq.combine_verdicts(cut, 0)[0], 2)
+        self.assertEqual(rq.combine_verdicts(cut, 1)[0], 2)           # the log's worse word wins
+        code, notes = rq.combine_verdicts(complete, None)             # killed after the end
+        self.assertEqual(code, 0)
+        self.assertIn('did not exit', notes[0])
+
+    def test_command_line(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            iso = os.path.join(tmp, 'x,y.iso')
+            open(iso, 'w').close()
+            opts = rq.parse_args(['--iso', iso, '--smp', '2', '--cmdline', 'tests=a,b'])
+            command = rq.build_command(['qemu'], opts, 'tcg', 'exit=qemu tests=a,b', tmp)
+        joined = ' '.join(command)
+        self.assertIn('-accel tcg,thread=multi', joined)
+        self.assertIn('-cpu max', joined)
+        self.assertIn('-no-reboot', joined)
+        self.assertIn('-device isa-debug-exit,iobase=0xf4,iosize=0x04', joined)
+        self.assertIn('-fw_cfg name=opt/locklab/cmdline,string=exit=qemu tests=a,,b', joined)
+        self.assertEqual(command[command.index('-cdrom') + 1], iso)
+
+    def test_kvm_uses_host_cpu_unless_told(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            iso = os.path.join(tmp, 'a.iso')
+            open(iso, 'w').close()
+            for extra, cpu in (([], 'host'), (['--cpu', 'max,+x2apic'], 'max,+x2apic')):
+                opts = rq.parse_args(['--iso', iso] + extra)
+                command = rq.build_command(['qemu'], opts, 'kvm', '', tmp)
+                self.assertEqual(command[command.index('-cpu') + 1], cpu)
+                self.assertEqual(command[command.index('-accel') + 1], 'kvm')
+
+    def test_pxe_command(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            for firmware, bootfile in rq.PXE_BOOTFILES.items():
+                opts = rq.parse_args(['--pxe', tmp, '--firmware', firmware])
+                with self.assertRaises(rq.SetupError):
+                    rq.boot_media_args(opts)
+                os.makedirs(os.path.dirname(os.path.join(tmp, bootfile)), exist_ok=True)
+                open(os.path.join(tmp, bootfile), 'w').close()
+                args = rq.boot_media_args(opts)
+                netdev = qemu_split(args[args.index('-netdev') + 1].replace('user,', 'type=user,'))
+                self.assertEqual((netdev['tftp'], netdev['bootfile']), (tmp, bootfile))
+                self.assertIn('virtio-net-pci,netdev=n0,bootindex=0', args)
+
+
+class FakeQemuRuns(unittest.TestCase):
+    """Whole runs of scripts/run-qemu with a stand-in QEMU that replays a log."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+        self.iso = os.path.join(self.tmp.name, 'locklab.iso')
+        open(self.iso, 'w').close()
+
+    def run_qemu(self, log=None, exit_status=1, hang=False, args=(), stderr_text=None,
+                 qemu=None, timeout=60):
+        env = dict(os.environ, CI='1',
+                   LOCKLAB_QEMU=qemu or shlex.join([sys.executable, FAKE_QEMU]),
+                   FAKE_QEMU_EXIT=str(exit_status),
+                   FAKE_QEMU_ARGV=os.path.join(self.tmp.name, 'argv.json'))
+        for key in ('FAKE_QEMU_LOG', 'FAKE_QEMU_HANG', 'FAKE_QEMU_STDERR'):
+            env.pop(key, None)
+        if log:
+            env['FAKE_QEMU_LOG'] = os.path.join(DATA, log)   # absolute paths stay as they are
+        if hang:
+            env['FAKE_QEMU_HANG'] = '1'
+        if stderr_text:
+            env['FAKE_QEMU_STDERR'] = stderr_text
+        command = [sys.executable, RUN_QEMU, '--iso', self.iso, '--accel', 'tcg',
+                   '--smp', '1', '--log', os.path.join(self.tmp.name, 'serial.log')] + list(args)
+        started = time.monotonic()
+        proc = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=timeout, text=True)
+        self.seconds = time.monotonic() - started
+        return proc
+
+    def argv(self):
+        with open(os.path.join(self.tmp.name, 'argv.json')) as recorded:
+            return json.load(recorded)
+
+    def test_pass(self):
+        proc = self.run_qemu('pass_nested2.log', 1)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn('KTAP version 1', proc.stdout)
+        self.assertNotIn('\x1b', proc.stdout)
+        self.assertIn('run-qemu: accel=tcg (requested)', proc.stderr)
+        summary = proc.stderr.strip().splitlines()[-1]
+        self.assertRegex(summary, r'^run-qemu: verdict=pass exit=0 pass=7 fail=0 skip=1 xfail=1 '
+                                  r'\(bios, smp=1, tcg, boot-to-plan [0-9.]+ s, total [0-9.]+ s\)$')
+        with open(os.path.join(self.tmp.name, 'serial.log'), 'rb') as serial:
+            with open(os.path.join(DATA, 'pass_nested2.log'), 'rb') as original:
+                self.assertEqual(serial.read(), original.read())
+
+    def test_fw_cfg_reaches_qemu_intact(self):
+        self.run_qemu('pass_nested2.log', 1, args=['--cmdline', 'tests=boot.*,smp.* seed=7'])
+        argv = self.argv()
+        fw_cfg = qemu_split(argv[argv.index('-fw_cfg') + 1])
+        self.assertEqual(fw_cfg['name'], 'opt/locklab/cmdline')
+        self.assertRegex(fw_cfg['string'],
+                         r'^exit=qemu accel=tcg host_cpus=\d+ tests=boot\.\*,smp\.\* seed=7$')
+
+    def test_failure(self):
+        proc = self.run_qemu('fail.log', 3)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertIn('verdict=fail exit=1', proc.stderr)
+
+    def test_stopped_mid_plan(self):
+        proc = self.run_qemu('truncated.log', 0)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn('smp.ipi_storm', proc.stderr)
+
+    def test_crash(self):
+        junit = os.path.join(self.tmp.name, 'out.xml')
+        proc = self.run_qemu('crash_real.log', 5, args=['--junit', junit])
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        root = ET.parse(junit).getroot()
+        crash = [c for c in root.iter('testcase') if c.get('name') == 'crash_demo'][0]
+        self.assertIn('crash_demo_fault', crash.find('error').get('message'))
+
+    def test_qemu_status_disagrees(self):
+        proc = self.run_qemu('pass_nested2.log', 3)
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn('KTAP says pass but the kernel wrote 1 to isa-debug-exit', proc.stderr)
+
+    def test_complete_log_but_qemu_exit_0(self):
+        proc = self.run_qemu('pass_nested2.log', 0)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn('the KTAP log is complete', proc.stderr)
+
+    def test_hang_names_the_test(self):
+        json_path = os.path.join(self.tmp.name, 'out.json')
+        hung = os.path.join(self.tmp.name, 'hang.log')
+        with open(os.path.join(DATA, 'hang_real.log'), 'rb') as real, open(hung, 'wb') as log:
+            # A shorter announced timeout keeps the test quick.
+            log.write(real.read().replace(b'timeout_ms=2000', b'timeout_ms=100'))
+        proc = self.run_qemu(hung, hang=True, args=['--json', json_path])
+        self.assertEqual(proc.returncode, 3, proc.stderr)
+        # timeout_ms=100 under TCG: 0.1 s * 4 + 5 s of grace.
+        message = 'run-qemu: timeout: test boot.hang_demo did not finish within 5.4 s'
+        self.assertEqual(proc.stdout.strip().splitlines()[-1], message)
+        self.assertIn(message, proc.stderr)
+        self.assertLess(self.seconds, 30)
+        with open(json_path) as data:
+            report = json.load(data)
+        self.assertEqual((report['verdict'], report['ktap_verdict']), (3, 2))
+        self.assertIn('timeout', report['tests'][0]['reason'])
+
+    def test_hang_before_ktap(self):
+        proc = self.run_qemu(None, hang=True, args=['--timeout', '1'])
+        self.assertEqual(proc.returncode, 3)
+        self.assertEqual(proc.stdout.strip().splitlines()[-1],
+                         'run-qemu: timeout: firmware/boot (no KTAP yet) did not finish '
+                         'within 1 s (--timeout)')
+
+    def test_quiet_prints_one_line_per_suite(self):
+        proc = self.run_qemu('pass_nested2.log', 1, args=['--quiet'])
+        self.assertEqual(proc.returncode, 0)
+        self.assertEqual([l.split(' (')[0] for l in proc.stdout.splitlines()],
+                         ['run-qemu: [1/3] ok boot', 'run-qemu: [2/3] ok lock',
+                          'run-qemu: [3/3] ok tlb'])
+
+    def test_qemu_fails_to_start(self):
+        proc = self.run_qemu(None, 1, stderr_text='qemu-system-x86_64: -accel kvm: failed')
+        self.assertEqual(proc.returncode, 4)
+        self.assertIn('QEMU failed to start', proc.stderr)
+
+    def test_missing_qemu(self):
+        proc = self.run_qemu('pass_nested2.log', qemu='/nonexistent/qemu-system-x86_64')
+        self.assertEqual(proc.returncode, 4)
+        self.assertIn('not found', proc.stderr)
+
+    def test_missing_iso(self):
+        os.unlink(self.iso)
+        proc = self.run_qemu('pass_nested2.log')
+        self.assertEqual(proc.returncode, 4)
+        self.assertIn('no ISO', proc.stderr)
+
+    def test_uefi_uses_a_private_vars_copy(self):
+        code = os.path.join(self.tmp.name, 'CODE.fd')
+        variables = os.path.join(self.tmp.name, 'VARS.fd')
+        for path in (code, variables):
+            with open(path, 'w') as firmware:
+                firmware.write('x')
+        os.environ['LOCKLAB_OVMF_CODE'], os.environ['LOCKLAB_OVMF_VARS'] = code, variables
+        try:
+            proc = self.run_qemu('pass_nested2.log', 1, args=['--firmware', 'uefi'])
+        finally:
+            del os.environ['LOCKLAB_OVMF_CODE'], os.environ['LOCKLAB_OVMF_VARS']
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        drives = [qemu_split(a) for a in self.argv() if a.startswith('if=pflash')]
+        self.assertEqual(drives[0]['file'], code)
+        self.assertEqual(drives[0]['readonly'], 'on')
+        self.assertNotEqual(drives[1]['file'], variables)
+        self.assertTrue(drives[1]['file'].endswith('OVMF_VARS.fd'))
+
+
+if __name__ == '__main__':
+    unittest.main()
