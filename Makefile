@@ -33,10 +33,12 @@ CFLAGS := -std=gnu11 -ffreestanding -nostdlib -mno-red-zone -mgeneral-regs-only 
 ifeq ($(LOCK_DEBUG),1)
 CFLAGS += -DLOCK_DEBUG -DLOCK_STAT
 endif
+# The lock code's per-CPU tables must cover every CPU the kernel can bring up.
+CFLAGS += -DLOCK_MAX_CPUS=256
 LDFLAGS := -nostdlib -z max-page-size=0x1000 -z noexecstack --no-warn-rwx-segments
 NASMFLAGS := -f elf64 -g
 
-SKIP_SRCS ?= kernel/lock
+SKIP_SRCS ?=
 C_SRCS := $(sort $(filter-out $(addsuffix /%,$(SKIP_SRCS)) $(SKIP_SRCS), \
 	$(shell find kernel tests/kernel -name '*.c')))
 ASM_SRCS := $(sort $(filter-out $(addsuffix /%,$(SKIP_SRCS)) $(SKIP_SRCS), \
@@ -124,6 +126,17 @@ test-pxe: deps
 	@$(MAKE) --no-print-directory pxe
 	@scripts/test-matrix --only 'pxe-*'
 
+# The report of the last `make run` (build/last.log): JSON, cyclictest-format histograms,
+# gnuplot PNGs and build/report/index.html (docs/reports.md).
+.PHONY: report test-lava
+report:
+	@scripts/report $(BUILD)/last.log
+
+# The LAVA QEMU job run by a local lava-run and checked against the KTAP (docs/lava.md).
+test-lava: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/lava/test-lava
+
 host-test: $(BUILD)/host/test_cmdline
 	$(PYTHON) -m unittest discover -s tests/host -p 'test_*.py'
 	$(BUILD)/host/test_cmdline
@@ -141,5 +154,8 @@ format-check:
 
 clean:
 	rm -rf $(BUILD)
+
+# The lock primitives built for the host with pthreads, under ThreadSanitizer.
+include tests/host/locks/host.mk
 
 -include $(OBJS:.o=.d)

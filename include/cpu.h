@@ -29,6 +29,7 @@ struct cpu {
 	struct tss tss;
 	volatile uint64_t heartbeat; /* advanced by the timer tick (watchdog) */
 	int irq_depth;               /* >0 inside an interrupt handler */
+	volatile bool resched;       /* the scheduler wants this CPU to switch */
 	void *arch;                  /* owned by kernel/apic */
 } __cacheline_aligned;
 
@@ -44,6 +45,8 @@ static inline struct cpu *this_cpu(void)
 
 int smp_processor_id(void);
 int num_online_cpus(void);
+/* A reschedule is pending on this CPU (set by the scheduler, read by cond_resched*). */
+bool need_resched(void);
 
 /* Make `c` the current CPU's struct cpu (GS base) and load its GDT/TSS/IDT. */
 void cpu_init(struct cpu *c);

@@ -93,6 +93,11 @@ int smp_processor_id(void)
 	return percpu_ready ? this_cpu()->id : 0;
 }
 
+bool need_resched(void)
+{
+	return percpu_ready && this_cpu()->resched;
+}
+
 void percpu_setup(int id)
 {
 	size_t size = (size_t)(__percpu_end - __percpu_start);

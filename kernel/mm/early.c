@@ -6,6 +6,7 @@
  * and it keeps clear of the kernel image, the boot information (which holds
  * the command line and RSDP copies we still read) and the first 1 MiB.
  */
+#include "irq.h"
 #include "kernel.h"
 #include "mm.h"
 #include "multiboot.h"
@@ -56,7 +57,35 @@ void early_alloc_init(void)
 	next = 0;
 }
 
+/* Callers may run on several CPUs once the APs are up. */
+static volatile int early_lock;
+
+static void early_lock_take(unsigned long *flags)
+{
+	*flags = local_irq_save();
+	while (__atomic_exchange_n(&early_lock, 1, __ATOMIC_ACQUIRE))
+		cpu_relax();
+}
+
+static void early_lock_drop(unsigned long flags)
+{
+	__atomic_store_n(&early_lock, 0, __ATOMIC_RELEASE);
+	local_irq_restore(flags);
+}
+
+static void *early_alloc_locked(size_t size, size_t align);
+
 void *early_alloc(size_t size, size_t align)
+{
+	unsigned long flags;
+
+	early_lock_take(&flags);
+	void *p = early_alloc_locked(size, align);
+	early_lock_drop(flags);
+	return p;
+}
+
+static void *early_alloc_locked(size_t size, size_t align)
 {
 	if (align < 16)
 		align = 16;

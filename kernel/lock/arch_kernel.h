@@ -1,0 +1,95 @@
+/*
+ * arch_kernel.h - kernel side of the lock arch layer (x86-64, freestanding).
+ *
+ * The kernel provides the functions declared extern below; kernel/lock/ never
+ * includes another kernel header.  Three hooks (lock_preempt_disable,
+ * lock_preempt_enable, lock_cond_resched) have weak no-op definitions in
+ * arch_kernel.c; the scheduler overrides them by defining strong ones.
+ */
+#ifndef LOCKLAB_LOCK_ARCH_KERNEL_H
+#define LOCKLAB_LOCK_ARCH_KERNEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* ---- provided by the kernel ------------------------------------------- */
+extern int smp_processor_id(void);
+extern int num_online_cpus(void);
+extern unsigned long local_irq_save(void);
+extern void local_irq_restore(unsigned long flags);
+extern void arch_kick_cpu(int cpu);       /* wake-up IPI; handler only EOIs */
+extern uint64_t arch_now_ns(void);        /* TSC based */
+extern void dump_stack(void);             /* backtrace of this CPU */
+extern void arch_dump_cpu_stack(int cpu); /* NMI another CPU for its backtrace */
+extern bool need_resched(void);
+extern int kprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+extern _Noreturn void panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- weak defaults in arch_kernel.c; the scheduler may override -------- */
+extern void lock_preempt_disable(void);
+extern void lock_preempt_enable(void);
+extern void lock_cond_resched(void); /* called by cond_resched_lock() with the lock dropped */
+
+/* ---- inline layer ------------------------------------------------------ */
+static inline void cpu_relax(void)
+{
+	__asm__ __volatile__("pause" ::: "memory");
+}
+
+static inline int arch_cpu_id(void)
+{
+	return smp_processor_id();
+}
+static inline int arch_num_cpus(void)
+{
+	return num_online_cpus();
+}
+static inline unsigned long arch_irq_save(void)
+{
+	return local_irq_save();
+}
+static inline void arch_irq_restore(unsigned long flags)
+{
+	local_irq_restore(flags);
+}
+static inline bool arch_need_resched(void)
+{
+	return need_resched();
+}
+static inline void arch_dump_stack(void)
+{
+	dump_stack();
+}
+
+#define lock_printf kprintf
+#define lock_panic panic
+
+#define X86_RFLAGS_IF 0x200ul
+
+/*
+ * Sleep until a kick (or any interrupt) arrives, unless *word has already
+ * moved away from @old.  The check runs with interrupts off and the halt is
+ * "sti; hlt": STI enables interrupts only after the following instruction, so
+ * a kick IPI sent after the check stays pending until HLT and then ends it.
+ * The caller always re-checks its condition, so any wake-up is fine.
+ *
+ * If the caller already had interrupts disabled (spin_lock_irqsave) no IPI
+ * could end the HLT, and enabling interrupts here would let a handler run
+ * inside the caller's irq-off region; so we do not sleep, we only pause.
+ */
+static inline void arch_halt_if(const uint32_t *word, uint32_t old)
+{
+	unsigned long rflags, flags;
+
+	__asm__ __volatile__("pushfq; popq %0" : "=r"(rflags)::"memory");
+	if (!(rflags & X86_RFLAGS_IF)) {
+		cpu_relax();
+		return;
+	}
+	flags = local_irq_save();
+	if (__atomic_load_n(word, __ATOMIC_SEQ_CST) == old)
+		__asm__ __volatile__("sti; hlt" ::: "memory");
+	local_irq_restore(flags);
+}
+
+#endif /* LOCKLAB_LOCK_ARCH_KERNEL_H */
