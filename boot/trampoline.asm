@@ -85,6 +85,30 @@ tr_lm64:
 	mov fs, ax
 	mov gs, ax
 	mov ebx, ebx			; the upper half is undefined after the mode switch
+	; An AP the kernel gave up on may still run this code later (a SIPI it
+	; had pending survives the parking INIT under some emulators).  Only the
+	; AP the parameters name may take them; any other parks itself here.
+	mov r8, rbx
+	xor eax, eax
+	cpuid
+	cmp eax, 0xb
+	jb .legacy_apic_id
+	mov eax, 0xb
+	xor ecx, ecx
+	cpuid
+	test ebx, ebx			; leaf 0xb not implemented: EBX is 0
+	jz .legacy_apic_id
+	mov r9d, edx			; x2APIC ID
+	jmp .have_apic_id
+.legacy_apic_id:
+	mov eax, 1
+	cpuid
+	shr ebx, 24			; initial APIC ID
+	mov r9d, ebx
+.have_apic_id:
+	mov rbx, r8
+	cmp r9d, [rbx + OFF(tr_apic_id)]
+	jne .not_mine
 	mov rsp, [rbx + OFF(tr_stack)]
 	mov edi, [rbx + OFF(tr_cpu_id)]
 	mov rax, [rbx + OFF(tr_entry)]
@@ -93,6 +117,10 @@ tr_lm64:
 	xor ebp, ebp
 	push rbp			; a zero return address ends backtraces
 	jmp rax
+.not_mine:
+	cli
+	hlt
+	jmp .not_mine
 
 align 8
 tr_gdt:
@@ -126,5 +154,5 @@ tr_stack:	dq 0
 tr_cpu_id:	dd 0
 tr_seq:		dd 0
 tr_ack:		dd 0
-		dd 0
+tr_apic_id:	dd 0
 trampoline_end:

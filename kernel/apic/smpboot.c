@@ -28,9 +28,12 @@
 #define SIPI_RETRY_US 200
 /*
  * An AP reaches 64-bit code within microseconds on hardware and a few
- * milliseconds under emulation; 100 ms after the second SIPI it is not coming.
+ * milliseconds under emulation, but an emulator whose vCPU threads
+ * outnumber the host's cores can leave one unscheduled for a few hundred
+ * milliseconds; after 500 ms it is not coming.  (An AP that comes later
+ * finds another AP's APIC ID in the parameters and parks itself.)
  */
-#define AP_START_TIMEOUT_MS 100
+#define AP_START_TIMEOUT_MS 500
 /* From taking its parameters to being online: only our own set-up code runs. */
 #define AP_ONLINE_TIMEOUT_MS 2000
 
@@ -46,7 +49,7 @@ struct trampoline_params {
 	uint32_t cpu_id;
 	uint32_t seq;
 	volatile uint32_t ack;
-	uint32_t reserved;
+	uint32_t apic_id; /* only this AP may take the parameters */
 };
 
 extern char trampoline_start[], trampoline_end[], trampoline_params[];
@@ -125,6 +128,7 @@ static bool start_ap(struct trampoline_params *tp, uint64_t page, int id, uint32
 
 	tp->stack = cpus[id].stack_top;
 	tp->cpu_id = (uint32_t)id;
+	tp->apic_id = apic_id;
 	tp->seq = ++seq;
 	__atomic_store_n(&tp->ack, 0, __ATOMIC_RELEASE);
 	uint32_t sipi = ICR_STARTUP | (uint32_t)(page >> 12);

@@ -357,6 +357,7 @@ static void skew_responder(void *arg)
 		    r == SKEW_DONE)
 			break;
 		seen = r;
+		watchdog_touch(); /* interrupts stay off for the whole exchange */
 		skew_remote_tsc = rdtsc_ordered();
 		__atomic_store_n(&skew_resp, r, __ATOMIC_RELEASE);
 	}
@@ -379,6 +380,7 @@ KTEST(smp, tsc_skew, .min_cpus = 2, .timeout_ms = 30000)
 		int64_t best_off = 0;
 		unsigned long flags = local_irq_save();
 		for (uint64_t k = 1; k <= SKEW_ROUNDS; k++) {
+			watchdog_touch();
 			uint64_t t0 = rdtsc_ordered();
 			__atomic_store_n(&skew_req, k, __ATOMIC_RELEASE);
 			if (!spin_until(__atomic_load_n(&skew_resp, __ATOMIC_ACQUIRE) == k,
