@@ -1,7 +1,8 @@
 /*
  * The lockup watchdog.  Every CPU's timer tick stamps the TSC into its own
  * per-CPU block; every CPU's tick, a few times a second, looks at all the
- * others.  A CPU whose stamp is older than WATCHDOG_THRESHOLD_MS is not
+ * others.  A CPU whose stamp is older than the threshold (WATCHDOG_THRESHOLD_MS,
+ * scaled by vCPU overcommit) is not
  * taking interrupts: a deadlock, or a loop with interrupts off.  The first
  * CPU to notice makes every CPU print where it is (by NMI, which still gets
  * through), names the stuck CPU and its function, and bails out.
@@ -10,6 +11,7 @@
  * stuck boot CPU is caught too.
  */
 #include "apic.h"
+#include "cmdline.h"
 #include "apic/internal.h"
 #include "cpu.h"
 #include "irq.h"
@@ -24,6 +26,7 @@
 static volatile bool armed;
 static volatile int reporter = -1;
 static uint64_t threshold_cycles;
+static uint64_t threshold_ms;
 
 void watchdog_touch(void)
 {
@@ -38,10 +41,9 @@ static __noreturn void watchdog_bite(int stuck, uint64_t stalled)
 
 	/* The stuck CPU may hold the console lock with interrupts off. */
 	console_break_lock();
-	kprintf("# watchdog: CPU %d (APIC id %u) has not ticked for %lu ms (threshold %d ms); "
+	kprintf("# watchdog: CPU %d (APIC id %u) has not ticked for %lu ms (threshold %lu ms); "
 	        "CPU %d reporting\n",
-	        stuck, cpus[stuck].apic_id, tsc_to_ns(stalled) / NSEC_PER_MSEC,
-	        WATCHDOG_THRESHOLD_MS, me);
+	        stuck, cpus[stuck].apic_id, tsc_to_ns(stalled) / NSEC_PER_MSEC, threshold_ms, me);
 	/* The stuck CPU first: its location is the point of all this. */
 	arch_dump_cpu_stack(stuck);
 	for_each_online_cpu(cpu)
@@ -84,12 +86,22 @@ void watchdog_init(void)
 	int cpu;
 	uint64_t now = rdtsc();
 
-	threshold_cycles = ns_to_tsc(WATCHDOG_THRESHOLD_MS * NSEC_PER_MSEC);
+	/*
+	 * Under an emulator or hypervisor with more vCPUs than host CPUs, a
+	 * healthy vCPU can go unscheduled for seconds: scale the threshold by
+	 * the overcommit the runner reported (host_cpus=), or a busy host would
+	 * look like a deadlock.
+	 */
+	int overcommit = 1;
+	if (config.host_cpus > 0 && num_online_cpus() > config.host_cpus)
+		overcommit = (num_online_cpus() + config.host_cpus - 1) / config.host_cpus;
+	threshold_ms = WATCHDOG_THRESHOLD_MS * (uint64_t)overcommit;
+	threshold_cycles = ns_to_tsc(threshold_ms * NSEC_PER_MSEC);
 	for_each_online_cpu(cpu)
 		apic_cpus[cpu].last_tick_tsc = now;
 	armed = apic_mode != APIC_MODE_NONE && lapic_timer_hz;
-	kprintf("# watchdog: %s, threshold %d ms, checked from every CPU's %d Hz tick\n",
-	        armed ? "on" : "off (no LAPIC timer)", WATCHDOG_THRESHOLD_MS, TICK_HZ);
+	kprintf("# watchdog: %s, threshold %lu ms, checked from every CPU's %d Hz tick\n",
+	        armed ? "on" : "off (no LAPIC timer)", threshold_ms, TICK_HZ);
 	/* From here on the boot CPU takes its tick (and IPIs) like the others. */
 	local_irq_enable();
 }
