@@ -1,0 +1,354 @@
+/*
+ * The `lock` suite, part 3: figures (KT_BENCH: run only with bench=1).
+ *
+ *   lock.<type>.uncontended_cycles   lock + unlock on one CPU, best batch
+ *   lock.<type>.throughput           ops/ms with 1..N CPUs contending
+ *   lock.<type>.wait                 hist block of acquisition waits, all CPUs
+ *   lock.<type>.fairness_ratio_x1000 max/min acquisitions per CPU in that run
+ *   lock.pvticket.throughput ... threshold=T   the PV spin threshold swept
+ *   lock.multilock_{sorted,global}.cycles      cost of taking k locks at once
+ *   lock.multilock_{sorted,global}.throughput  ops/ms by CPUs and lock count
+ *
+ * The breakable/plain and PV/plain ratios come from lock.breakable_walk,
+ * lock.breakable_nested and lock.pv_overcommit, which run in every mode.
+ * Figures carry debug=1 when the lock debug options (LOCK_DEBUG, LOCK_STAT)
+ * were compiled in, as they are for tests: then they include that cost.
+ */
+#include "lock_common.h"
+
+#define RUN_TIMEOUT_MS 5000
+
+/* ---- Uncontended cost. */
+
+#define UNC_OPS 1000
+#define UNC_BATCHES 7
+
+static struct tas_lock b_tas __cacheline_aligned;
+static struct ticket_lock b_ticket __cacheline_aligned;
+static spinlock_t b_spin __cacheline_aligned;
+static raw_spinlock_t b_raw __cacheline_aligned;
+static struct brk_lock b_brk __cacheline_aligned;
+static struct pv_lock b_pv __cacheline_aligned;
+static struct mcs_lock b_mcs __cacheline_aligned;
+static struct mcs_node b_node;
+static rwlock_t b_rw __cacheline_aligned;
+static seqlock_t b_seq __cacheline_aligned;
+
+/* The best of UNC_BATCHES batches of UNC_OPS lock+unlock pairs, in TSC cycles per pair. */
+#define UNCONTENDED(name, lock_stmt, unlock_stmt)                                            \
+	do {                                                                                 \
+		uint64_t best = UINT64_MAX;                                                  \
+		unsigned long irq = local_irq_save();                                        \
+		for (int b_ = 0; b_ < UNC_BATCHES; b_++) {                                   \
+			uint64_t t0_ = rdtsc_ordered();                                      \
+			for (int i_ = 0; i_ < UNC_OPS; i_++) {                               \
+				lock_stmt;                                                   \
+				barrier();                                                   \
+				unlock_stmt;                                                 \
+			}                                                                    \
+			uint64_t d_ = rdtsc_ordered() - t0_;                                 \
+			best = d_ < best ? d_ : best;                                        \
+		}                                                                            \
+		local_irq_restore(irq);                                                      \
+		lt_metric(name, "uncontended_cycles", (long long)(best / UNC_OPS), "cycles", \
+		          LT_DEBUG_TAG);                                                     \
+	} while (0)
+
+KTEST(lock, bench_uncontended, .flags = KT_BENCH, .timeout_ms = 10000)
+{
+	unsigned long flags;
+	unsigned seq;
+
+	tas_lock_init(&b_tas);
+	ticket_lock_init(&b_ticket);
+	spin_lock_init(&b_spin);
+	raw_spin_lock_init(&b_raw);
+	brk_lock_init(&b_brk);
+	pv_lock_init(&b_pv);
+	mcs_lock_init(&b_mcs);
+	rwlock_init(&b_rw);
+	seqlock_init(&b_seq);
+
+	UNCONTENDED("tas", tas_lock(&b_tas), tas_unlock(&b_tas));
+	UNCONTENDED("ticket", ticket_lock(&b_ticket), ticket_unlock(&b_ticket));
+	UNCONTENDED("spinlock", spin_lock(&b_spin), spin_unlock(&b_spin));
+	UNCONTENDED("spinlock_irqsave", spin_lock_irqsave(&b_spin, flags),
+	            spin_unlock_irqrestore(&b_spin, flags));
+	UNCONTENDED("raw_spinlock", raw_spin_lock(&b_raw), raw_spin_unlock(&b_raw));
+	UNCONTENDED("breakable", brk_lock(&b_brk), brk_unlock(&b_brk));
+	UNCONTENDED("pvticket", pv_lock(&b_pv), pv_unlock(&b_pv));
+	UNCONTENDED("mcs", mcs_spin_lock(&b_mcs), mcs_spin_unlock(&b_mcs));
+	UNCONTENDED("mcs_node", mcs_lock(&b_mcs, &b_node), mcs_unlock(&b_mcs, &b_node));
+	UNCONTENDED("rwlock_read", read_lock(&b_rw), read_unlock(&b_rw));
+	UNCONTENDED("rwlock_write", write_lock(&b_rw), write_unlock(&b_rw));
+	UNCONTENDED("seqlock_read", seq = read_seqbegin(&b_seq), (void)read_seqretry(&b_seq, seq));
+	UNCONTENDED("seqlock_write", write_seqlock(&b_seq), write_sequnlock(&b_seq));
+	/* The baseline: the measuring loop alone. */
+	UNCONTENDED("none", (void)0, (void)0);
+}
+
+/* ---- Contended throughput, 1..N CPUs. */
+
+#define THR_MS 150
+static const char *const thr_types[] = {"tas", "ticket", "mcs", "pvticket"};
+
+/* ops/ms x1000 of `name` on CPUs 0..n-1. */
+static uint64_t throughput(const char *name, int n, uint64_t ms)
+{
+	const struct lt_type *t = lt_type(name);
+
+	t->init();
+	lt_xs.counter = 0;
+	lt_xs.owner = 0;
+	lt_prepare(&lt, lt_exclusion_body, (void *)t, ms);
+	if (!lt_run_cpus(&lt, n, RUN_TIMEOUT_MS))
+		return 0;
+	KT_EXPECT_EQ(lt_exclusion_fails(&lt, n), 0);
+	return LT_SUM(&lt, n, ops) * NSEC_PER_MSEC * 1000 / (lt.elapsed_ns ? lt.elapsed_ns : 1);
+}
+
+/* The PV lock's waiters halt after about this long (see lock_latency.c). */
+#define PV_SPIN_NS 2000
+
+KTEST(lock, bench_throughput, .flags = KT_BENCH, .timeout_ms = 60000)
+{
+	unsigned saved = pv_spin_threshold, threshold = lt_pv_threshold_for_ns(PV_SPIN_NS);
+	int ncpu = num_online_cpus();
+	char extra[64], row[256];
+
+	kprintf("# lock: throughput in ops/ms, CPUs 1..%d across (host_cpus=%d, pvticket "
+	        "threshold=%u)\n",
+	        ncpu, config.host_cpus, threshold);
+	pv_spin_threshold = threshold;
+	for (size_t i = 0; i < ARRAY_SIZE(thr_types); i++) {
+		int len = snprintf(row, sizeof(row), "# %-9s", thr_types[i]);
+
+		for (int n = 1; n <= ncpu && !kt_failed(); n++) {
+			uint64_t v = throughput(thr_types[i], n, THR_MS);
+
+			snprintf(extra, sizeof(extra), "cpus=%d %s", n, LT_DEBUG_TAG);
+			lt_metric_x1000(thr_types[i], "throughput", v, "ops/ms", extra);
+			if (len < (int)sizeof(row) - 12)
+				len += snprintf(row + len, sizeof(row) - len, " %7lu.%lu", v / 1000,
+				                v % 1000 / 100);
+		}
+		kprintf("%s\n", row);
+	}
+	pv_spin_threshold = saved;
+}
+
+/* The PV lock on all CPUs as its spin threshold grows, the ticket lock for reference. */
+KTEST(lock, bench_pv_threshold, .flags = KT_BENCH, .min_cpus = 2, .timeout_ms = 30000)
+{
+	static const unsigned thresholds[] = {16, 64, 256, 1024, 4096, PV_SPIN_THRESHOLD};
+	unsigned saved = pv_spin_threshold;
+	int n = num_online_cpus();
+	char extra[96];
+	uint64_t v;
+
+	v = throughput("ticket", n, 2 * THR_MS);
+	snprintf(extra, sizeof(extra), "cpus=%d host_cpus=%d %s", n, config.host_cpus,
+	         LT_DEBUG_TAG);
+	lt_metric_x1000("ticket", "throughput_all_cpus", v, "ops/ms", extra);
+	for (size_t i = 0; i < ARRAY_SIZE(thresholds); i++) {
+		pv_spin_threshold = thresholds[i];
+		v = throughput("pvticket", n, 2 * THR_MS);
+		snprintf(extra, sizeof(extra), "cpus=%d host_cpus=%d threshold=%u %s", n,
+		         config.host_cpus, thresholds[i], LT_DEBUG_TAG);
+		lt_metric_x1000("pvticket", "throughput_by_threshold", v, "ops/ms", extra);
+	}
+	pv_spin_threshold = saved;
+}
+
+/* ---- Wait histograms and fairness under saturation, all CPUs. */
+
+#define WAIT_MS 300
+
+static struct hist wait_hist;
+
+static void wait_body(struct lt_run *r, int cpu, struct lt_pcpu *pc)
+{
+	const struct lt_type *t = r->ctx;
+
+	while (!lt_over(r)) {
+		uint64_t t0 = rdtsc_ordered();
+
+		t->lock(cpu);
+		hist_record(&wait_hist, cpu, tsc_to_ns(rdtsc_ordered() - t0));
+		lt_exclusive_section(cpu, pc);
+		t->unlock(cpu);
+		pc->ops++;
+		lt_spin(lt_rand(pc) % 8);
+	}
+}
+
+KTEST(lock, bench_wait, .flags = KT_BENCH, .timeout_ms = 30000)
+{
+	static const char *const types[] = {"tas", "ticket", "mcs", "pvticket", "breakable"};
+	static char path[48];
+	char extra[96];
+
+	for (size_t i = 0; i < ARRAY_SIZE(types); i++) {
+		const struct lt_type *t = lt_type(types[i]);
+		struct lt_counts c;
+
+		snprintf(path, sizeof(path), "lock.%s.wait", types[i]);
+		/* 2 us buckets up to 10 ms: a hand-over on an emulated CPU takes microseconds. */
+		hist_init(&wait_hist, path, "ns", HIST_LINEAR, 2000, 5000);
+		t->init();
+		lt_xs.counter = 0;
+		lt_xs.owner = 0;
+		lt_prepare(&lt, wait_body, (void *)t, WAIT_MS);
+		if (!lt_run_cpus(&lt, 0, RUN_TIMEOUT_MS))
+			return;
+		KT_EXPECT_EQ(lt_exclusion_fails(&lt, lt.ncpus), 0);
+		hist_print(&wait_hist);
+		c = LT_COUNT(&lt, lt.ncpus, ops);
+		snprintf(extra, sizeof(extra), "cpus=%d acquisitions=%lu %s", lt.ncpus, c.total,
+		         LT_DEBUG_TAG);
+		lt_metric(types[i], "fairness_ratio_x1000", (long long)lt_ratio_x1000(c.max, c.min),
+		          "x1000", extra);
+		lt_metric(types[i], "wait_ns.p50", (long long)hist_percentile(&wait_hist, 500),
+		          "ns", extra);
+		lt_metric(types[i], "wait_ns.p99", (long long)hist_percentile(&wait_hist, 990),
+		          "ns", extra);
+	}
+}
+
+/* ---- Multi-lock: sorted (mm_lock) against global-lock-first. */
+
+#define ML_POOL 64
+#define ML_COST_OPS 200
+#define ML_THR_MS 100
+
+struct mb_slot {
+	spinlock_t lock;
+	uint64_t counter;
+} __cacheline_aligned;
+
+static struct mb_slot mb_pool[ML_POOL];
+static spinlock_t mb_global __cacheline_aligned;
+
+static void mb_init(void)
+{
+	for (int i = 0; i < ML_POOL; i++) {
+		spin_lock_init(&mb_pool[i].lock);
+		lock_set_name(&mb_pool[i].lock.rlock.tl, "lock.multilock.pool");
+		mb_pool[i].counter = 0;
+	}
+	spin_lock_init(&mb_global);
+	lock_set_name(&mb_global.rlock.tl, "lock.multilock.global");
+}
+
+/* k distinct locks of the pool in random order. */
+static void mb_pick(struct lt_pcpu *pc, spinlock_t **set, int k)
+{
+	uint64_t used = 0;
+
+	for (int j = 0; j < k;) {
+		int i = (int)(lt_rand(pc) % ML_POOL);
+
+		if (used & (1ull << i))
+			continue;
+		used |= 1ull << i;
+		set[j++] = &mb_pool[i].lock;
+	}
+}
+
+static inline void mb_op(bool sorted, spinlock_t **set, int k)
+{
+	if (sorted)
+		multi_lock_sorted(set, k);
+	else
+		multi_lock_global(&mb_global, set, k);
+	for (int j = 0; j < k; j++)
+		((struct mb_slot *)set[j])->counter++;
+	if (sorted)
+		multi_unlock_sorted(set, k);
+	else
+		multi_unlock_global(set, k);
+}
+
+KTEST(lock, bench_multilock_cost, .flags = KT_BENCH, .timeout_ms = 20000)
+{
+	static spinlock_t *orig[ML_POOL], *set[ML_POOL];
+	struct lt_pcpu rng = {.rng = config.seed | 1};
+	char extra[48];
+
+	mb_init();
+	for (int k = 1; k <= ML_POOL; k *= 2) {
+		mb_pick(&rng, orig, k);
+		for (int mode = 0; mode < 2; mode++) {
+			uint64_t best = UINT64_MAX;
+			unsigned long irq = local_irq_save();
+
+			for (int b = 0; b < UNC_BATCHES; b++) {
+				uint64_t t0 = rdtsc_ordered();
+
+				for (int i = 0; i < ML_COST_OPS; i++) {
+					/* The same unsorted set every time: the sort is part of the
+					 * cost. */
+					memcpy(set, orig, (size_t)k * sizeof(set[0]));
+					mb_op(mode == 0, set, k);
+				}
+				uint64_t d = rdtsc_ordered() - t0;
+				best = d < best ? d : best;
+			}
+			local_irq_restore(irq);
+			snprintf(extra, sizeof(extra), "locks=%d %s", k, LT_DEBUG_TAG);
+			lt_metric(mode == 0 ? "multilock_sorted" : "multilock_global", "cycles",
+			          (long long)(best / ML_COST_OPS), "cycles", extra);
+		}
+	}
+}
+
+static void mb_body(struct lt_run *r, int cpu, struct lt_pcpu *pc)
+{
+	long arg = (long)r->ctx;
+	bool sorted = arg < 0;
+	int k = (int)(arg < 0 ? -arg : arg);
+	spinlock_t *set[ML_POOL];
+
+	(void)cpu;
+	while (!lt_over(r)) {
+		mb_pick(pc, set, k);
+		mb_op(sorted, set, k);
+		pc->ops++;
+	}
+}
+
+KTEST(lock, bench_multilock_throughput, .flags = KT_BENCH, .timeout_ms = 60000)
+{
+	static const int counts[] = {2, 8, 32};
+	int ncpu = num_online_cpus();
+	char extra[64];
+
+	for (size_t c = 0; c < ARRAY_SIZE(counts); c++) {
+		/* 1, 2, 4, ... CPUs, and all of them. */
+		for (int n = 1;; n = 2 * n < ncpu ? 2 * n : ncpu) {
+			for (int mode = 0; mode < 2 && !kt_failed(); mode++) {
+				uint64_t want = 0, got = 0;
+
+				mb_init();
+				lt_prepare(&lt, mb_body,
+				           (void *)(long)(mode == 0 ? -counts[c] : counts[c]),
+				           ML_THR_MS);
+				if (!lt_run_cpus(&lt, n, RUN_TIMEOUT_MS))
+					return;
+				want = LT_SUM(&lt, n, ops) * (uint64_t)counts[c];
+				for (int i = 0; i < ML_POOL; i++)
+					got += mb_pool[i].counter;
+				KT_EXPECT_EQ(got, want);
+				snprintf(extra, sizeof(extra), "cpus=%d locks=%d %s", n, counts[c],
+				         LT_DEBUG_TAG);
+				lt_metric_x1000(mode == 0 ? "multilock_sorted" : "multilock_global",
+				                "throughput",
+				                LT_SUM(&lt, n, ops) * NSEC_PER_MSEC * 1000 /
+				                    (lt.elapsed_ns ? lt.elapsed_ns : 1),
+				                "ops/ms", extra);
+			}
+			if (n == ncpu)
+				break;
+		}
+	}
+}

@@ -1,0 +1,202 @@
+/*
+ * The `lock` suite, part 3: the paravirtual ticket lock.
+ *
+ * With more vCPUs than host CPUs, a ticket lock handed to a waiter whose
+ * vCPU thread is not running stalls everyone behind it; the PV lock's
+ * waiters halt after a spin threshold and the unlocker kicks the next one
+ * awake, giving the host CPU back meanwhile.  Throughputs and their ratio
+ * are reported; the ratio is checked when vCPUs outnumber host CPUs
+ * (config.host_cpus, from the runner).  A halted waiter must be woken by
+ * the kick IPI itself: its timer is stopped while it waits.
+ */
+#include "lock_common.h"
+
+#define RUN_TIMEOUT_MS 5000
+/* A bounded wait for another CPU's step. */
+#define STEP_TIMEOUT_NS (2 * NSEC_PER_SEC)
+
+/* ---- Paravirtual ticket lock under vCPU overcommit. */
+
+#define PV_MS 300
+#define PV_ROUNDS 2
+/*
+ * How long a PV waiter spins before it halts, in this test: the threshold
+ * is set at run time to this many nanoseconds of PAUSEs, as timed here.
+ * The built-in PV_SPIN_THRESHOLD (2^15 spins) is sized for hardware, where
+ * a PAUSE takes a few nanoseconds; under TCG one takes about 100 ns, and
+ * 2^15 of them (some 3.5 ms) burn a good part of a host time slice before
+ * the waiter gives its CPU back (lock.bench_pv_threshold, with bench=1,
+ * sweeps the threshold).
+ */
+#define PV_SPIN_NS 2000
+/* Under overcommit the PV lock must beat the plain ticket lock by this factor. */
+#define PV_MIN_FACTOR 3
+
+/* Acquisitions of `name` on all CPUs in PV_MS; adds to *ns the time it took. */
+static uint64_t throughput_run(const char *name, uint64_t *ns)
+{
+	const struct lt_type *t = lt_type(name);
+	struct lt_counts c;
+
+	t->init();
+	lt_xs.counter = 0;
+	lt_xs.owner = 0;
+	lt_prepare(&lt, lt_exclusion_body, (void *)t, PV_MS);
+	if (!lt_run_cpus(&lt, 0, RUN_TIMEOUT_MS))
+		return 0;
+	c = LT_COUNT(&lt, lt.ncpus, ops);
+	lt_torture_line(name, "Writes", &c, lt_exclusion_fails(&lt, lt.ncpus));
+	KT_EXPECT_EQ(lt_exclusion_fails(&lt, lt.ncpus), 0);
+	*ns += lt.elapsed_ns;
+	return c.total;
+}
+
+/* Ticket and PV lock alternately on all CPUs; the throughputs' ratio x1000. */
+static uint64_t pv_measure(unsigned threshold, struct pv_stats *st)
+{
+	unsigned saved = pv_spin_threshold;
+	uint64_t plain_ops = 0, pv_ops = 0, plain_ns = 0, pv_ns = 0, ratio;
+	char extra[128];
+
+	pv_stats_reset();
+	/* Alternate, so that a change in the host's load hits both alike. */
+	for (int round = 0; round < PV_ROUNDS && !kt_failed(); round++) {
+		plain_ops += throughput_run("ticket", &plain_ns);
+		pv_spin_threshold = threshold;
+		pv_ops += throughput_run("pvticket", &pv_ns);
+		pv_spin_threshold = saved;
+	}
+	pv_stats_get(st);
+	snprintf(extra, sizeof(extra), "cpus=%d host_cpus=%d ops=%lu", num_online_cpus(),
+	         config.host_cpus, plain_ops);
+	lt_metric_x1000("ticket", "overcommit_throughput",
+	                plain_ops * NSEC_PER_MSEC * 1000 / (plain_ns ? plain_ns : 1), "ops/ms",
+	                extra);
+	snprintf(extra, sizeof(extra), "cpus=%d host_cpus=%d ops=%lu threshold=%u",
+	         num_online_cpus(), config.host_cpus, pv_ops, threshold);
+	lt_metric_x1000("pvticket", "overcommit_throughput",
+	                pv_ops * NSEC_PER_MSEC * 1000 / (pv_ns ? pv_ns : 1), "ops/ms", extra);
+	/* (pv_ops / pv_time) / (plain_ops / plain_time), times in us to stay in 64 bits. */
+	ratio = lt_ratio_x1000(pv_ops * (plain_ns / 1000 + 1), plain_ops * (pv_ns / 1000 + 1));
+	snprintf(extra, sizeof(extra), "cpus=%d host_cpus=%d threshold=%u halts=%lu kicks=%lu",
+	         num_online_cpus(), config.host_cpus, threshold, st->halts, st->kicks);
+	lt_metric("pvticket", "pv_over_plain_x1000", (long long)ratio, "x1000", extra);
+	return ratio;
+}
+
+KTEST(lock, pv_overcommit, .min_cpus = 2, .timeout_ms = 20000)
+{
+	unsigned threshold;
+	struct pv_stats st;
+	uint64_t ratio;
+
+	if (config.host_cpus <= 0) {
+		kt_skip("host CPU count unknown (host_cpus= not given): cannot tell whether vCPUs "
+		        "are overcommitted");
+		return;
+	}
+	threshold = lt_pv_threshold_for_ns(PV_SPIN_NS);
+	ratio = pv_measure(threshold, &st);
+	if (!lt_overcommitted()) {
+		kprintf("# lock: %d vCPUs on %d host CPUs, not overcommitted: ratio not checked\n",
+		        num_online_cpus(), config.host_cpus);
+		return;
+	}
+	/* A second measurement if the host had a bad spell during the first. */
+	if (ratio < PV_MIN_FACTOR * 1000 && !kt_failed()) {
+		kprintf("# lock: PV over ticket %lu.%03lu, under %dx: measuring again\n",
+		        ratio / 1000, ratio % 1000, PV_MIN_FACTOR);
+		ratio = pv_measure(threshold, &st);
+	}
+	if (ratio < PV_MIN_FACTOR * 1000)
+		kt_fail(__FILE__, __LINE__,
+		        "overcommitted: PV lock %lu.%03lu times the ticket "
+		        "lock's throughput, under %dx",
+		        ratio / 1000, ratio % 1000, PV_MIN_FACTOR);
+	KT_EXPECT(st.halts > 0);
+	KT_EXPECT(st.kicks > 0);
+}
+
+/* ---- A halted PV waiter is woken by the unlocker's kick, not by its timer. */
+
+#define KICK_ROUNDS 3
+#define KICK_THRESHOLD 64
+#define KICK_WAKE_TIMEOUT_NS (500 * NSEC_PER_MSEC)
+
+static struct {
+	struct pv_lock lock;
+	int ready, done;
+	uint64_t acquired_tsc;
+} kk __cacheline_aligned;
+
+static void kick_waiter(void *arg)
+{
+	(void)arg;
+	lapic_timer_stop(); /* nothing but the kick may end the halt */
+	__atomic_store_n(&kk.ready, 1, __ATOMIC_RELEASE);
+	pv_lock(&kk.lock);
+	kk.acquired_tsc = rdtsc_ordered();
+	pv_unlock(&kk.lock);
+	timer_cpu_init();
+	__atomic_store_n(&kk.done, 1, __ATOMIC_RELEASE);
+}
+
+KTEST(lock, pv_kick_wakes_halted, .min_cpus = 2, .timeout_ms = 20000)
+{
+	static struct hist h;
+	unsigned saved = pv_spin_threshold;
+	int cpu, rounds = 0;
+	struct pv_stats st;
+	char extra[64];
+
+	hist_init(&h, "lock.pvticket.kick_wake", "ns", HIST_LINEAR, 10000, 1000);
+	pv_spin_threshold = KICK_THRESHOLD;
+	pv_stats_reset();
+	for_each_online_cpu(cpu) {
+		if (cpu == 0)
+			continue;
+		for (int k = 0; k < KICK_ROUNDS && !kt_failed(); k++) {
+			pv_lock_init(&kk.lock);
+			lock_set_name(&kk.lock, "lock.kick");
+			kk.ready = kk.done = 0;
+			pv_lock(&kk.lock);
+			pv_stats_get(&st);
+			uint64_t halts = st.halts;
+			if (smp_launch(cpu, kick_waiter, NULL) != 0) {
+				pv_unlock(&kk.lock);
+				kt_fail(__FILE__, __LINE__, "CPU %d cannot be launched", cpu);
+				break;
+			}
+			/* Let it spin out its threshold and halt (or at least decide to). */
+			bool halted =
+			    spin_until((pv_stats_get(&st), st.halts > halts), STEP_TIMEOUT_NS);
+			mdelay(1);
+			uint64_t t0 = rdtsc_ordered();
+			pv_unlock(&kk.lock);
+			bool woke = spin_until(__atomic_load_n(&kk.done, __ATOMIC_ACQUIRE),
+			                       KICK_WAKE_TIMEOUT_NS);
+			if (!halted)
+				kt_fail(__FILE__, __LINE__, "CPU %d never took the halt path", cpu);
+			if (!woke) {
+				kt_fail(__FILE__, __LINE__,
+				        "CPU %d halted on the PV lock was not woken "
+				        "by the kick within %lu ms",
+				        cpu, KICK_WAKE_TIMEOUT_NS / NSEC_PER_MSEC);
+				arch_kick_cpu(cpu); /* rescue it for the tests after this one */
+			}
+			if (!smp_wait_launched(cpu, 1000))
+				kt_fail(__FILE__, __LINE__, "CPU %d did not return", cpu);
+			if (woke && halted) {
+				hist_record(&h, cpu, tsc_to_ns(kk.acquired_tsc - t0));
+				rounds++;
+			}
+		}
+	}
+	pv_spin_threshold = saved;
+	pv_stats_get(&st);
+	hist_print(&h);
+	snprintf(extra, sizeof(extra), "rounds=%d kicks=%lu", rounds, st.kicks);
+	lt_metric("pvticket", "kick_wake_ns.p50", (long long)hist_percentile(&h, 500), "ns", extra);
+	lt_metric("pvticket", "kick_wake_ns.max", (long long)hist_max(&h), "ns", extra);
+	KT_EXPECT(st.kicks >= (uint64_t)rounds);
+}

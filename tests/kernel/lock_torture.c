@@ -1,0 +1,616 @@
+/*
+ * The `lock` suite, part 1: mutual exclusion and fairness under torture.
+ *
+ * Every primitive is hammered by every online CPU at once for a fixed time.
+ * Inside the critical section the shared data is updated with plain loads
+ * and stores (read, pause, write back) and an occupancy probe records who
+ * is inside, so a lock that admits two CPUs loses updates and trips the
+ * probe.  The counts must add up exactly.  Read sides get their own checks:
+ * rwlock readers must never meet a writer or two fields a writer keeps
+ * equal caught apart; seqlock readers must never accept a torn pair.  The
+ * statistics are printed in locktorture's format (contract):
+ *
+ *   # <lock>-torture: Writes:  Total: <n>  Max/Min: <max>/<min> [???]  Fail: <n> [!!!]
+ *
+ * with the per-CPU acquisition counts behind Max/Min.
+ *
+ * Two deliberately broken locks prove the checks can fail (XFAIL): the
+ * ticket lock with a non-atomic ticket increment (kernel/lock/broken.c) and,
+ * in lock_latency.c, the 2.6 break_lock flag that loses requests.
+ *
+ * Fairness: under saturation a FIFO lock (ticket, MCS) hands out turns in
+ * rotation to the CPUs in its queue; the rotation is checked exactly and the
+ * max/min ratio of turns per CPU against a bound (see the section below for
+ * what an emulated host does to it).  TAS may favour whoever is nearest the
+ * line, and is only reported.
+ */
+#include "lock_common.h"
+
+/* How long each torture run lasts, and the bound on its end (emulated CPUs are slow). */
+#define TORTURE_MS 250
+#define RUN_TIMEOUT_MS 5000
+
+/*
+ * One torture run of `t` on every CPU.  Returns the number of violations:
+ * probe hits plus lost (or invented) updates.
+ */
+static uint64_t torture_exclusive(const struct lt_type *t, const char *name)
+{
+	struct lt_counts c;
+	uint64_t fails;
+
+	t->init();
+	lt_xs.counter = 0;
+	lt_xs.owner = 0;
+	lt_prepare(&lt, lt_exclusion_body, (void *)t, TORTURE_MS);
+	if (!lt_run_cpus(&lt, 0, RUN_TIMEOUT_MS))
+		return 0;
+	c = LT_COUNT(&lt, lt.ncpus, ops);
+	fails = lt_exclusion_fails(&lt, lt.ncpus);
+	lt_torture_line(name, "Writes", &c, fails);
+	return fails;
+}
+
+static void exclusion_test(const char *name)
+{
+	uint64_t fails = torture_exclusive(lt_type(name), name);
+
+	if (fails)
+		kt_fail(__FILE__, __LINE__, "%s: %lu exclusion violations (counter %lu)", name,
+		        fails, lt_xs.counter);
+}
+
+KTEST(lock, tas_exclusion, .timeout_ms = 8000)
+{
+	exclusion_test("tas");
+}
+
+KTEST(lock, ticket_exclusion, .timeout_ms = 8000)
+{
+	exclusion_test("ticket");
+}
+
+KTEST(lock, raw_spinlock_exclusion, .timeout_ms = 8000)
+{
+	exclusion_test("raw_spinlock");
+}
+
+/* spinlock_t, and its LOCK_STAT figures, which the lock itself protects, must agree. */
+KTEST(lock, spinlock_exclusion, .timeout_ms = 8000)
+{
+	const struct lock_stat *st = lt_spinlock_stat();
+
+	exclusion_test("spinlock");
+	if (!st) {
+		kprintf("# lock: LOCK_STAT is off in this build; lock statistics not checked\n");
+		return;
+	}
+	lock_stat_print("lock.spinlock", st);
+	KT_EXPECT_EQ(st->acquisitions, LT_SUM(&lt, lt.ncpus, ops));
+	KT_EXPECT_LE(st->contentions, st->acquisitions);
+	if (lt.ncpus > 1)
+		KT_EXPECT(st->contentions > 0);
+}
+
+KTEST(lock, breakable_exclusion, .timeout_ms = 8000)
+{
+	exclusion_test("breakable");
+}
+
+/* With the spin threshold lowered, waiters also take the halt-and-kick path. */
+KTEST(lock, pvticket_exclusion, .timeout_ms = 8000)
+{
+	unsigned saved = pv_spin_threshold;
+	struct pv_stats st;
+	char extra[96];
+
+	pv_stats_reset();
+	pv_spin_threshold = 4;
+	exclusion_test("pvticket");
+	pv_spin_threshold = saved;
+	pv_stats_get(&st);
+	snprintf(extra, sizeof(extra), "cpus=%d halts=%lu kicks=%lu", lt.ncpus, st.halts, st.kicks);
+	lt_metric("pvticket", "slowpath_waits", (long long)st.slowpath, "waits", extra);
+	if (lt.ncpus > 1)
+		KT_EXPECT(st.slowpath > 0);
+}
+
+KTEST(lock, mcs_exclusion, .timeout_ms = 8000)
+{
+	exclusion_test("mcs");
+}
+
+KTEST(lock, mcs_node_exclusion, .timeout_ms = 8000)
+{
+	exclusion_test("mcs_node");
+}
+
+/* ---- The deliberately broken ticket lock: the same torture must catch it. */
+
+static struct broken_lock brk_broken __cacheline_aligned;
+
+static void broken_init(void)
+{
+	broken_lock_init(&brk_broken);
+}
+static void broken_lk(int cpu)
+{
+	(void)cpu;
+	broken_lock(&brk_broken);
+}
+static void broken_ulk(int cpu)
+{
+	(void)cpu;
+	broken_unlock(&brk_broken);
+}
+
+static const struct lt_type broken_type = {"broken", broken_init, broken_lk, broken_ulk, NULL};
+
+#define BROKEN_MAX_ROUNDS 12
+
+KTEST(lock, broken_ticket_caught, .min_cpus = 2, .timeout_ms = 12000, .flags = KT_XFAIL,
+      .reason = "a ticket lock whose ticket is a load and a store admits two CPUs at once: "
+                "the exclusion torture must see lost updates")
+{
+	uint64_t fails = 0;
+	int round;
+
+	/* Collisions are a matter of timing: a few more rounds if the first is lucky. */
+	for (round = 0; round < BROKEN_MAX_ROUNDS && !fails && !kt_failed(); round++)
+		fails = torture_exclusive(&broken_type, "broken");
+	kprintf("# lock: broken ticket lock: %lu violations after %d round(s), %u bail-outs\n",
+	        fails, round, brk_broken.bailouts);
+	if (fails)
+		kt_fail(__FILE__, __LINE__, "broken: %lu exclusion violations (counter %lu)", fails,
+		        lt_xs.counter);
+}
+
+/* ---- rwlock: writers exclusive, readers together but never with a writer. */
+
+static struct {
+	rwlock_t lock;
+	uint64_t counter; /* plain increments by writers */
+	uint64_t a, b;    /* a writer sets both, apart in time; readers must see them equal */
+	int writer;       /* CPU id + 1 of the writer inside */
+	int readers;      /* readers inside (atomic) */
+	int readers_max;  /* most readers seen inside at once */
+} rw __cacheline_aligned;
+
+static void rwlock_body(struct lt_run *r, int cpu, struct lt_pcpu *pc)
+{
+	while (!lt_over(r)) {
+		if (lt_rand(pc) % 8 == 0) {
+			write_lock(&rw.lock);
+			if (READ_ONCE(rw.writer) || __atomic_load_n(&rw.readers, __ATOMIC_RELAXED))
+				pc->fails++;
+			WRITE_ONCE(rw.writer, cpu + 1);
+			uint64_t v = READ_ONCE(rw.counter) + 1;
+			WRITE_ONCE(rw.a, v);
+			lt_spin(LT_CS_WINDOW);
+			WRITE_ONCE(rw.b, v);
+			WRITE_ONCE(rw.counter, v);
+			if (READ_ONCE(rw.writer) != cpu + 1)
+				pc->fails++;
+			WRITE_ONCE(rw.writer, 0);
+			write_unlock(&rw.lock);
+			pc->ops++;
+		} else {
+			read_lock(&rw.lock);
+			int inside = __atomic_add_fetch(&rw.readers, 1, __ATOMIC_RELAXED);
+			if (inside > 1 &&
+			    inside > __atomic_load_n(&rw.readers_max, __ATOMIC_RELAXED))
+				__atomic_store_n(&rw.readers_max, inside, __ATOMIC_RELAXED);
+			uint64_t a = READ_ONCE(rw.a);
+			lt_spin(LT_CS_WINDOW);
+			uint64_t b = READ_ONCE(rw.b);
+			if (a != b || READ_ONCE(rw.writer))
+				pc->fails++;
+			__atomic_sub_fetch(&rw.readers, 1, __ATOMIC_RELAXED);
+			read_unlock(&rw.lock);
+			pc->reads++;
+		}
+		lt_spin(lt_rand(pc) % 8);
+	}
+}
+
+KTEST(lock, rwlock_exclusion, .timeout_ms = 8000)
+{
+	struct lt_counts w, rd;
+	uint64_t fails;
+	char extra[48];
+
+	memset(&rw, 0, sizeof(rw));
+	rwlock_init(&rw.lock);
+	lock_set_name(&rw.lock, "lock.rwlock");
+	lt_prepare(&lt, rwlock_body, NULL, TORTURE_MS);
+	if (!lt_run_cpus(&lt, 0, RUN_TIMEOUT_MS))
+		return;
+	w = LT_COUNT(&lt, lt.ncpus, ops);
+	rd = LT_COUNT(&lt, lt.ncpus, reads);
+	fails = LT_SUM(&lt, lt.ncpus, fails) + (rw.counter != w.total) + (rw.a != rw.b);
+	lt_torture_line("rwlock", "Writes", &w, fails);
+	lt_torture_line("rwlock", "Reads", &rd, fails);
+	snprintf(extra, sizeof(extra), "cpus=%d", lt.ncpus);
+	lt_metric("rwlock", "readers_inside_max", rw.readers_max, "readers", extra);
+	KT_EXPECT_EQ(LT_SUM(&lt, lt.ncpus, fails), 0);
+	KT_EXPECT_EQ(rw.counter, w.total);
+	KT_EXPECT_EQ(rw.a, rw.counter);
+	KT_EXPECT_EQ(rw.b, rw.counter);
+	KT_EXPECT(rd.total > 0);
+	if (lt.ncpus > 1)
+		KT_EXPECT(w.total > 0);
+}
+
+/* ---- seqlock: writers serialised; readers retry and never accept a torn pair. */
+
+static struct {
+	seqlock_t lock;
+	uint64_t counter; /* plain increments by writers */
+	uint64_t a, b;    /* written by writers apart in time, read racily (atomics) */
+	int writer;
+} sq __cacheline_aligned;
+
+static void seqlock_body(struct lt_run *r, int cpu, struct lt_pcpu *pc)
+{
+	while (!lt_over(r)) {
+		if (lt_rand(pc) % 4 == 0) {
+			write_seqlock(&sq.lock);
+			if (READ_ONCE(sq.writer))
+				pc->fails++;
+			WRITE_ONCE(sq.writer, cpu + 1);
+			uint64_t v = READ_ONCE(sq.counter) + 1;
+			__atomic_store_n(&sq.a, v, __ATOMIC_RELAXED);
+			lt_spin(LT_CS_WINDOW);
+			__atomic_store_n(&sq.b, v, __ATOMIC_RELAXED);
+			WRITE_ONCE(sq.counter, v);
+			if (READ_ONCE(sq.writer) != cpu + 1)
+				pc->fails++;
+			WRITE_ONCE(sq.writer, 0);
+			write_sequnlock(&sq.lock);
+			pc->ops++;
+		} else {
+			uint64_t a, b;
+			unsigned s;
+
+			for (;;) {
+				s = read_seqbegin(&sq.lock);
+				a = __atomic_load_n(&sq.a, __ATOMIC_RELAXED);
+				lt_spin(LT_CS_WINDOW);
+				b = __atomic_load_n(&sq.b, __ATOMIC_RELAXED);
+				if (!read_seqretry(&sq.lock, s))
+					break;
+				pc->x[0]++; /* retries */
+				if (lt_over(r))
+					return;
+			}
+			/* Accepted: consistent, and never older than what this CPU saw before. */
+			if (a != b || a < pc->x[1])
+				pc->fails++;
+			pc->x[1] = a;
+			pc->reads++;
+		}
+		lt_spin(lt_rand(pc) % 8);
+	}
+}
+
+KTEST(lock, seqlock_exclusion, .timeout_ms = 8000)
+{
+	struct lt_counts w, rd;
+	uint64_t fails;
+	char extra[48];
+
+	memset(&sq, 0, sizeof(sq));
+	seqlock_init(&sq.lock);
+	lock_set_name(&sq.lock.lock, "lock.seqlock");
+	lt_prepare(&lt, seqlock_body, NULL, TORTURE_MS);
+	if (!lt_run_cpus(&lt, 0, RUN_TIMEOUT_MS))
+		return;
+	w = LT_COUNT(&lt, lt.ncpus, ops);
+	rd = LT_COUNT(&lt, lt.ncpus, reads);
+	fails = LT_SUM(&lt, lt.ncpus, fails) + (sq.counter != w.total) + (sq.a != sq.b);
+	lt_torture_line("seqlock", "Writes", &w, fails);
+	lt_torture_line("seqlock", "Reads", &rd, fails);
+	snprintf(extra, sizeof(extra), "cpus=%d", lt.ncpus);
+	lt_metric("seqlock", "reader_retries", (long long)LT_SUM(&lt, lt.ncpus, x[0]), "retries",
+	          extra);
+	KT_EXPECT_EQ(LT_SUM(&lt, lt.ncpus, fails), 0);
+	KT_EXPECT_EQ(sq.counter, w.total);
+	KT_EXPECT_EQ(sq.a, sq.counter);
+	KT_EXPECT_EQ(sq.b, sq.counter);
+	KT_EXPECT(rd.total > 0);
+}
+
+/* ---- Multi-lock: random overlapping sets from a pool, sorted or global-first. */
+
+#define ML_POOL 16
+#define ML_MAX 8
+
+struct ml_slot {
+	spinlock_t lock;
+	uint64_t counter; /* plain increments by whoever holds `lock` */
+	int owner;
+} __cacheline_aligned;
+
+static struct ml_slot ml_pool[ML_POOL];
+static spinlock_t ml_global __cacheline_aligned;
+static uint32_t ml_tally[MAX_CPUS][ML_POOL];
+
+static inline void ml_touch(int cpu, int i, struct lt_pcpu *pc)
+{
+	struct ml_slot *s = &ml_pool[i];
+	uint64_t v;
+
+	if (READ_ONCE(s->owner))
+		pc->fails++;
+	WRITE_ONCE(s->owner, cpu + 1);
+	v = READ_ONCE(s->counter);
+	lt_spin(2);
+	WRITE_ONCE(s->counter, v + 1);
+	if (READ_ONCE(s->owner) != cpu + 1)
+		pc->fails++;
+	WRITE_ONCE(s->owner, 0);
+	ml_tally[cpu][i]++;
+}
+
+static void multilock_body(struct lt_run *r, int cpu, struct lt_pcpu *pc)
+{
+	bool sorted = r->ctx != NULL;
+	spinlock_t *set[ML_MAX];
+
+	while (!lt_over(r)) {
+		uint32_t mask = 0;
+		int k = 0;
+
+		if (lt_rand(pc) % 4 == 0) { /* a single-lock user, as the protocols allow */
+			int i = (int)(lt_rand(pc) % ML_POOL);
+
+			spin_lock(&ml_pool[i].lock);
+			ml_touch(cpu, i, pc);
+			spin_unlock(&ml_pool[i].lock);
+			pc->x[0]++;
+			continue;
+		}
+		for (int want = 2 + (int)(lt_rand(pc) % (ML_MAX - 1)); k < want;) {
+			int i = (int)(lt_rand(pc) % ML_POOL);
+
+			if ((mask & (1u << i)) && !sorted)
+				continue; /* global-first takes no duplicates; sorted skips them */
+			mask |= 1u << i;
+			set[k++] = &ml_pool[i].lock;
+		}
+		if (sorted)
+			multi_lock_sorted(set, k);
+		else
+			multi_lock_global(&ml_global, set, k);
+		for (int i = 0; i < ML_POOL; i++)
+			if (mask & (1u << i))
+				ml_touch(cpu, i, pc);
+		if (sorted)
+			multi_unlock_sorted(set, k);
+		else
+			multi_unlock_global(set, k);
+		pc->ops++;
+	}
+}
+
+static void multilock_test(bool sorted)
+{
+	const char *name = sorted ? "multilock_sorted" : "multilock_global";
+	uint64_t mismatched = 0;
+	struct lt_counts c;
+
+	memset(ml_pool, 0, sizeof(ml_pool));
+	memset(ml_tally, 0, sizeof(ml_tally));
+	for (int i = 0; i < ML_POOL; i++) {
+		spin_lock_init(&ml_pool[i].lock);
+		lock_set_name(&ml_pool[i].lock.rlock.tl, "lock.multilock.pool");
+	}
+	spin_lock_init(&ml_global);
+	lock_set_name(&ml_global.rlock.tl, "lock.multilock.global");
+	lt_prepare(&lt, multilock_body, sorted ? (void *)1 : NULL, TORTURE_MS);
+	if (!lt_run_cpus(&lt, 0, RUN_TIMEOUT_MS))
+		return;
+	for (int i = 0; i < ML_POOL; i++) {
+		uint64_t want = 0;
+
+		for (int cpu = 0; cpu < lt.ncpus; cpu++)
+			want += ml_tally[cpu][i];
+		if (ml_pool[i].counter != want) {
+			kt_fail(__FILE__, __LINE__, "%s: lock %d counted %lu of %lu updates", name,
+			        i, ml_pool[i].counter, want);
+			mismatched++;
+		}
+		KT_EXPECT(!spin_is_locked(&ml_pool[i].lock));
+	}
+	c = LT_COUNT(&lt, lt.ncpus, ops);
+	lt_torture_line(name, "Writes", &c, LT_SUM(&lt, lt.ncpus, fails) + mismatched);
+	KT_EXPECT_EQ(LT_SUM(&lt, lt.ncpus, fails), 0);
+	KT_EXPECT(c.total > 0);
+	KT_EXPECT(LT_SUM(&lt, lt.ncpus, x[0]) > 0);
+}
+
+KTEST(lock, multilock_sorted_exclusion, .timeout_ms = 8000)
+{
+	multilock_test(true);
+}
+
+KTEST(lock, multilock_global_exclusion, .timeout_ms = 8000)
+{
+	multilock_test(false);
+}
+
+/* ---- Fairness under saturation. */
+
+/*
+ * Every CPU loops: lock, short section, unlock, with no PAUSE outside the
+ * lock's own wait loop: under TCG each PAUSE leaves the translated code
+ * and takes QEMU's global lock, where a vCPU thread can sleep for a while,
+ * and a CPU held up outside the queue loses turns that say nothing about
+ * the lock.  For the same reason a FIFO lock's turn counts only when every
+ * CPU was in the lock's queue as it began (the holder reads the queue's
+ * length from the lock: tail - head of a ticket lock, the chain of MCS
+ * nodes): a FIFO lock promises turns in order to the CPUs queued, and
+ * cannot serve a CPU that is not asking, for instance because the host
+ * descheduled its vCPU thread between two requests.  Other turns are left
+ * out (reported as `uncounted`).  For TAS every turn counts, for FAIR_MS.
+ *
+ * Two checks for the FIFO locks.  Rotation, exact and checked always:
+ * within an unbroken run of counted turns, a CPU's next turn comes exactly
+ * ncpus turns after its last (everyone else had one in between).  Ratio:
+ * max/min of the counted turns per CPU.  Each run of counted turns starts
+ * wherever the queue happens to be, so its last round is incomplete and
+ * favours the CPUs at the front; over many runs that adds up to a few
+ * turns.  With vCPUs overcommitted (8 on 2 host CPUs) runs are short and
+ * turns few (a ticket lock manages only a hundred or so hand-overs a
+ * second there: each waits for the host to run the next waiter's thread,
+ * see lock.pv_overcommit) and the ratio reached 1.14, so the bound is
+ * checked only when vCPUs <= host CPUs.
+ *
+ * A FIFO lock's counting starts once every CPU has had the lock once and
+ * lasts at least FAIR_MS and until the CPUs have FAIR_MIN_TURNS turns each
+ * (FAIR_MIN_TURNS_BOUND where the ratio is checked)
+ * on average, but never past FAIR_CAP_MS.  The holder that ends the run
+ * does so inside the lock, so every turn counted happened before the end.
+ */
+#define FAIR_MS 300
+#define FAIR_MIN_TURNS 25
+#define FAIR_MIN_TURNS_BOUND 100
+#define FAIR_CAP_MS 2000
+/* Fewer turns than this per CPU are too few to judge (a stalled host). */
+#define FAIR_JUDGE_TURNS 10
+/*
+ * The bound on max/min for the FIFO locks, allowing one extra turn for an
+ * incomplete round: (max - 1) / min <= 1.05.
+ */
+#define FAIR_BOUND_X1000 1050
+
+static struct {
+	int seen;             /* CPUs that have had the lock once: FIFO counting starts then */
+	uint64_t counted;     /* turns counted */
+	uint64_t turn;        /* turns so far, counted or not */
+	uint64_t run_start;   /* the turn that began the current run of counted turns */
+	uint64_t out_of_turn; /* counted turns that broke the rotation */
+	bool bound;           /* the max/min bound will be checked */
+	uint64_t cap;         /* TSC past which the run ends whatever the count */
+} fair __cacheline_aligned;
+
+/* lt_exclusive_section() with a plain delay loop instead of PAUSEs. */
+static void fair_section(int cpu, struct lt_pcpu *pc)
+{
+	volatile unsigned spin;
+	uint64_t v;
+
+	if (READ_ONCE(lt_xs.owner) != 0)
+		pc->fails++;
+	WRITE_ONCE(lt_xs.owner, cpu + 1);
+	v = READ_ONCE(lt_xs.counter);
+	for (spin = 0; spin < 16; spin++)
+		;
+	WRITE_ONCE(lt_xs.counter, v + 1);
+	if (READ_ONCE(lt_xs.owner) != cpu + 1)
+		pc->fails++;
+	WRITE_ONCE(lt_xs.owner, 0);
+}
+
+static void fairness_body(struct lt_run *r, int cpu, struct lt_pcpu *pc)
+{
+	const struct lt_type *t = r->ctx;
+	uint64_t want = 0, now;
+
+	if (t->queue_len)
+		want = (uint64_t)(fair.bound ? FAIR_MIN_TURNS_BOUND : FAIR_MIN_TURNS) * r->ncpus;
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_RELAXED)) {
+		t->lock(cpu);
+		if (!__atomic_load_n(&r->stop, __ATOMIC_RELAXED)) {
+			uint64_t turn = ++fair.turn;
+
+			if (!pc->x[0]) {
+				/* A CPU's first turn never counts: the start is ragged. */
+				pc->x[0] = 1;
+				fair.seen++;
+				fair.run_start = turn + 1;
+			} else if (!t->queue_len ||
+			           (fair.seen == r->ncpus && t->queue_len(cpu) >= r->ncpus)) {
+				/* x[2]: this CPU's last counted turn. */
+				if (pc->x[2] >= fair.run_start &&
+				    turn - pc->x[2] != (uint64_t)r->ncpus)
+					fair.out_of_turn++;
+				pc->x[2] = turn;
+				pc->ops++;
+				fair.counted++;
+			} else {
+				pc->x[1]++;
+				fair.run_start = turn + 1;
+			}
+			fair_section(cpu, pc);
+			now = rdtsc();
+			if ((fair.counted >= want && (int64_t)(now - r->end_tsc) >= 0) ||
+			    (int64_t)(now - fair.cap) >= 0)
+				__atomic_store_n(&r->stop, true, __ATOMIC_RELAXED);
+		}
+		t->unlock(cpu);
+	}
+}
+
+/* One saturation run of `name` on all CPUs; the max/min ratio x1000 of turns. */
+static uint64_t fairness_run(const char *name, struct lt_counts *c, bool bound)
+{
+	const struct lt_type *t = lt_type(name);
+	uint64_t ratio;
+	char extra[96];
+
+	t->init();
+	memset(&fair, 0, sizeof(fair));
+	fair.bound = bound;
+	fair.cap = rdtsc() + ns_to_tsc(FAIR_CAP_MS * NSEC_PER_MSEC);
+	lt_xs.counter = 0;
+	lt_xs.owner = 0;
+	lt_prepare(&lt, fairness_body, (void *)t, FAIR_MS);
+	memset(c, 0, sizeof(*c));
+	if (!lt_run_cpus(&lt, 0, FAIR_CAP_MS + RUN_TIMEOUT_MS))
+		return LT_RATIO_INF;
+	*c = LT_COUNT(&lt, lt.ncpus, ops);
+	ratio = lt_ratio_x1000(c->max, c->min);
+	lt_torture_line(name, "Writes", c, LT_SUM(&lt, lt.ncpus, fails));
+	snprintf(extra, sizeof(extra), "cpus=%d turns=%lu uncounted=%lu out_of_turn=%lu ms=%lu",
+	         lt.ncpus, c->total, LT_SUM(&lt, lt.ncpus, x[1]), fair.out_of_turn,
+	         lt.elapsed_ns / NSEC_PER_MSEC);
+	lt_metric(name, "fairness_ratio_x1000", (long long)ratio, "x1000", extra);
+	KT_EXPECT_EQ(LT_SUM(&lt, lt.ncpus, fails), 0);
+	/* Every turn ran the section: first turns, counted ones and the others. */
+	KT_EXPECT_EQ(lt_xs.counter, fair.seen + c->total + LT_SUM(&lt, lt.ncpus, x[1]));
+	return ratio;
+}
+
+KTEST(lock, fairness, .min_cpus = 2, .timeout_ms = 15000)
+{
+	static const char *const fifo[] = {"ticket", "mcs_node"};
+	static char why[96];
+	bool bound = config.host_cpus > 0 && !lt_overcommitted();
+	struct lt_counts c;
+
+	if (!bound)
+		kprintf("# lock: %d vCPUs on %d host CPUs (0: unknown): FIFO rotation checked, "
+		        "max/min bound reported only\n",
+		        num_online_cpus(), config.host_cpus);
+	for (size_t i = 0; i < ARRAY_SIZE(fifo); i++) {
+		fairness_run(fifo[i], &c, bound);
+		if (fair.out_of_turn)
+			kt_fail(__FILE__, __LINE__, "%s: %lu turns out of FIFO order", fifo[i],
+			        fair.out_of_turn);
+		if (c.total < (uint64_t)FAIR_JUDGE_TURNS * lt.ncpus) {
+			snprintf(why, sizeof(why), "host too busy: %s made %lu turns in %d ms",
+			         fifo[i], c.total, FAIR_CAP_MS);
+			if (!kt_failed())
+				kt_skip(why);
+			return;
+		}
+		if (bound && (c.max - 1) * 1000 > c.min * FAIR_BOUND_X1000)
+			kt_fail(__FILE__, __LINE__, "%s: max/min turns %lu/%lu over %d.%03d",
+			        fifo[i], c.max, c.min, FAIR_BOUND_X1000 / 1000,
+			        FAIR_BOUND_X1000 % 1000);
+	}
+	/* TAS is allowed to be unfair: reported only. */
+	fairness_run("tas", &c, false);
+}
