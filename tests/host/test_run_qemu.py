@@ -321,6 +321,14 @@ class FakeQemuRuns(unittest.TestCase):
                          'run-qemu: timeout: firmware/boot (no KTAP yet) did not finish '
                          'within 1 s (--timeout)')
 
+    def test_loader_error_fails_fast(self):
+        # GRUB cannot load the kernel and would retry forever: exit 2 well before --timeout.
+        proc = self.run_qemu('loader_error.log', hang=True, args=['--timeout', '60'])
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn('boot loader error, kernel never started: error: no multiboot header',
+                      proc.stderr)
+        self.assertLess(self.seconds, 20)
+
     def test_quiet_prints_one_line_per_suite(self):
         proc = self.run_qemu('pass_nested2.log', 1, args=['--quiet'])
         self.assertEqual(proc.returncode, 0)
