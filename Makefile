@@ -4,6 +4,7 @@
 #   make        build/locklab.elf and the hybrid BIOS+UEFI build/locklab.iso
 #   make run    boot it in QEMU and stream the KTAP report (SMP, ACCEL, FW, CMDLINE, MACHINE, MEM)
 #   make test   host unit tests, then the boot matrix; last line "N passed, N failed"
+#   make bench  the benchmark matrix into build/bench/ (BENCH=full|quick, BENCH_REPEAT)
 
 CROSS_COMPILE ?=
 ifeq ($(origin CC),default)
@@ -136,6 +137,21 @@ report:
 test-lava: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/lava/test-lava
+
+# The benchmark matrix (docs/bench.md): the kernel without the lock debug options, built in a
+# directory of its own, the host pthread benchmark, then scripts/bench -> build/bench/
+# (report.html, report.json, plots).  BENCH=quick is the short version; BENCH_REPEAT, BENCH_SMP,
+# BENCH_SCENARIO_SMP, BENCH_BUDGET and BENCH_HOST_THREADS reach scripts/bench from the command
+# line through the environment.
+BENCH ?= full
+BENCH_REPEAT ?=
+BENCH_KERNEL = $(BUILD)/bench-kernel
+.PHONY: bench
+bench: deps
+	@$(MAKE) --no-print-directory BUILD=$(BENCH_KERNEL) LOCK_DEBUG=0 all
+	@$(MAKE) --no-print-directory $(LOCKS_PLAIN_BIN)
+	@scripts/bench --mode $(BENCH) $(if $(BENCH_REPEAT),--repeat $(BENCH_REPEAT)) \
+		--accel $(ACCEL) --iso $(BENCH_KERNEL)/locklab.iso --out $(BUILD)/bench
 
 host-test: $(BUILD)/host/test_cmdline
 	$(PYTHON) -m unittest discover -s tests/host -p 'test_*.py'

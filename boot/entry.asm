@@ -181,8 +181,12 @@ higher_half:
 	hlt
 	jmp .hang
 
-; The boot CPU's kernel stack (the APs get theirs from kernel/apic/smpboot.c).
+; The boot CPU's kernel stack (the APs get theirs from kernel/apic/smpboot.c),
+; with a page of its own below it that kernel/mm leaves unmapped: an overflow
+; faults instead of running into other data.
+global boot_stack_guard
 section .bss
-align 16
+align 4096
+boot_stack_guard:	resb 4096
 boot_stack:	resb 16384
 boot_stack_top:

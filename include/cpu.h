@@ -30,7 +30,10 @@ struct cpu {
 	volatile uint64_t heartbeat; /* advanced by the timer tick (watchdog) */
 	int irq_depth;               /* >0 inside an interrupt handler */
 	volatile bool resched;       /* the scheduler wants this CPU to switch */
-	void *arch;                  /* owned by kernel/apic */
+	/* kernel/sched: here so that one %gs-relative instruction reaches them. */
+	int preempt_count;   /* >0: no preemption on this CPU */
+	void *sched_current; /* the thread running on this CPU (struct thread) */
+	void *arch;          /* owned by kernel/apic */
 } __cacheline_aligned;
 
 extern struct cpu cpus[MAX_CPUS];
@@ -50,6 +53,8 @@ bool need_resched(void);
 
 /* Make `c` the current CPU's struct cpu (GS base) and load its GDT/TSS/IDT. */
 void cpu_init(struct cpu *c);
+/* Give `c` guarded interrupt (IST) stacks from kstack_alloc (once mm_init has run). */
+void cpu_setup_ist_stacks(struct cpu *c);
 
 /*
  * Per-CPU variables: DEFINE_PER_CPU puts the template in .percpu; each CPU

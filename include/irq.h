@@ -14,6 +14,8 @@ static inline void local_irq_disable(void)
  * enables interrupts" (the lazy TLB flush) runs here.
  */
 void irq_enable_hook(void);
+/* Run before every interrupt handler. */
+void irq_entry_hook(void);
 
 static inline void local_irq_enable(void)
 {

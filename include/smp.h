@@ -134,8 +134,18 @@ void smp_stop_others(void);
 /* ---- Watchdog: a CPU whose tick stops for this long is reported as stuck. */
 
 #define WATCHDOG_THRESHOLD_MS 2000
+/* How often each CPU with a tick looks at the others. */
+#define WATCHDOG_CHECK_MS 500
 void watchdog_init(void);
 /* A CPU that keeps interrupts off on purpose for long says so here. */
 void watchdog_touch(void);
+/*
+ * The idle loop, interrupts off, right before `sti; hlt` with no tick
+ * armed: the watchdog leaves this CPU alone until watchdog_idle_exit()
+ * (called by the first interrupt, or the idle loop), which restarts its
+ * clock.
+ */
+void watchdog_idle_enter(void);
+void watchdog_idle_exit(void);
 
 #endif

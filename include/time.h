@@ -67,6 +67,8 @@ void lapic_timer_oneshot(uint64_t ns);
 /* Fire when the TSC reaches `tsc`; false (nothing armed) without TSC-deadline support. */
 bool lapic_timer_deadline(uint64_t tsc);
 void lapic_timer_stop(void);
+/* This CPU's timer is in periodic mode (the TICK_HZ tick of timer_cpu_init). */
+bool lapic_timer_is_periodic(void);
 /* How many times CPU `cpu`'s timer fired, and the TSC at the last expiry. */
 uint64_t lapic_timer_fired(int cpu, uint64_t *last_tsc);
 

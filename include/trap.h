@@ -46,6 +46,14 @@ void register_irq_handler(int vector, irq_handler_t fn);
 void register_nmi_handler(bool (*fn)(struct trapframe *tf));
 void dump_trapframe(const struct trapframe *tf);
 void trap(struct trapframe *tf);
+/*
+ * The scheduler's part of every interrupt (not exceptions, not NMIs):
+ * sched_irq_enter() before the handler, sched_irq_exit() after it, on the
+ * interrupted thread's stack with interrupts still off -- where preempt=full
+ * and rt switch threads.  Weak no-ops without kernel/sched.
+ */
+void sched_irq_enter(void);
+void sched_irq_exit(struct trapframe *tf);
 
 /* setjmp/longjmp for the kernel (callee-saved registers, rsp, rip). */
 struct jmpbuf {

@@ -19,7 +19,7 @@ int ncpus = 1;
 extern bool percpu_ready;
 
 static uint64_t gdt[GDT_ENTRIES] __attribute__((aligned(16)));
-/* The boot CPU's interrupt stacks, before any allocator exists. */
+/* The boot CPU's interrupt stacks until mm_init gives it guarded ones. */
 static uint8_t boot_ist_stacks[3][IST_STACK_SIZE] __attribute__((aligned(16)));
 
 struct gdt_ptr {
@@ -73,6 +73,8 @@ void cpu_init(struct cpu *c)
 	c->self = c;
 	c->id = id;
 	for (int i = 0; i < 3; i++) {
+		if (c->tss.ist[i]) /* set up beforehand (cpu_setup_ist_stacks) */
+			continue;
 		uint8_t *stack = id == 0 ? boot_ist_stacks[i] : early_alloc(IST_STACK_SIZE, 16);
 		c->tss.ist[i] = (uint64_t)(stack + IST_STACK_SIZE);
 	}
@@ -85,6 +87,21 @@ void cpu_init(struct cpu *c)
 	idt_load();
 	if (id == 0)
 		percpu_ready = true;
+}
+
+/*
+ * The boot CPU starts on static stacks (no allocator yet) and moves to
+ * guarded ones in mm_init; an AP gets them from the boot CPU before it starts.
+ * The TSS is read at each interrupt, so changing it under a live TR is fine.
+ */
+void cpu_setup_ist_stacks(struct cpu *c)
+{
+	for (int i = 0; i < 3; i++) {
+		uint8_t *stack = kstack_alloc(IST_STACK_SIZE);
+		if (!stack)
+			panic("no memory for CPU %d's interrupt stacks", (int)(c - cpus));
+		c->tss.ist[i] = (uint64_t)(stack + IST_STACK_SIZE);
+	}
 }
 
 int smp_processor_id(void)

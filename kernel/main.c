@@ -18,6 +18,7 @@ void lapic_init(void);
 void time_init(void);
 void smp_boot_aps(void);
 void watchdog_init(void);
+void sched_init(void);
 bool fw_cfg_present(void);
 long fw_cfg_read_file(const char *name, char *buf, size_t size);
 
@@ -80,8 +81,10 @@ void kmain(uint32_t magic, uint32_t mbi_phys)
 	acpi_init();
 	lapic_init();
 	time_init();
+	mm_init();
 	smp_boot_aps();
 	watchdog_init();
+	sched_init(); /* from here on this context is thread 0 ("main") of CPU 0 */
 
 	ktest_run_all();
 }
@@ -99,7 +102,13 @@ __attribute__((weak)) void time_init(void)
 __attribute__((weak)) void smp_boot_aps(void)
 {
 }
+__attribute__((weak)) void mm_init(void)
+{
+}
 __attribute__((weak)) void watchdog_init(void)
+{
+}
+__attribute__((weak)) void sched_init(void)
 {
 }
 __attribute__((weak)) int num_online_cpus(void)

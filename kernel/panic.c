@@ -50,8 +50,11 @@ static bool plausible_frame(uint64_t rbp)
 	if (rbp & 7)
 		return false;
 	if (rbp >= KERNEL_VMA && rbp < (uint64_t)_kernel_end)
-		return true;
-	return rbp >= PHYS_MAP_BASE && rbp < PHYS_MAP_BASE + EARLY_PHYS_LIMIT;
+		return mm_addr_mapped(rbp) || !mm_kernel_cr3(); /* not the boot stack's guard */
+	/* Kernel stacks, with unmapped guard pages between them. */
+	if (rbp >= VMAP_BASE && rbp < VMAP_BASE + VMAP_SIZE)
+		return mm_addr_mapped(rbp) && mm_addr_mapped(rbp + 8);
+	return rbp >= PHYS_MAP_BASE && rbp < PHYS_MAP_BASE + phys_map_end;
 }
 
 void backtrace_from(uint64_t rbp, uint64_t rip)

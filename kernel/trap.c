@@ -227,11 +227,18 @@ void trap(struct trapframe *tf)
 		fatal_exception(tf);
 	}
 	this_cpu()->irq_depth++;
+	irq_entry_hook();
+	sched_irq_enter();
 	if (irq_handlers[v])
 		irq_handlers[v](tf);
 	else
 		kprintf("# unexpected interrupt %d on CPU %d\n", v, smp_processor_id());
 	this_cpu()->irq_depth--;
+	/* iretq re-enables interrupts without local_irq_enable: run its hook here. */
+	if (tf->rflags & RFLAGS_IF)
+		irq_enable_hook();
+	/* The way out of an interrupt: a preemption point under preempt=full and rt. */
+	sched_irq_exit(tf);
 }
 
 unsigned long local_irq_save(void)
@@ -249,4 +256,19 @@ void local_irq_restore(unsigned long flags)
 
 void __attribute__((weak)) irq_enable_hook(void)
 {
+}
+
+/* Before every interrupt handler (kernel/mm: a CPU leaving idle catches up on TLB flushes). */
+void __attribute__((weak)) irq_entry_hook(void)
+{
+}
+
+/* Until the scheduler is linked in, interrupts return where they came from. */
+void __attribute__((weak)) sched_irq_enter(void)
+{
+}
+
+void __attribute__((weak)) sched_irq_exit(struct trapframe *tf)
+{
+	(void)tf;
 }

@@ -5,7 +5,7 @@
 set -e
 
 PACKAGES="nasm grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools qemu-system-x86 ovmf \
-ipxe-qemu python3 gnuplot-nox lava-dispatcher"
+ipxe-qemu python3 gnuplot-nox lava-dispatcher rt-tests"
 
 missing=""
 for p in $PACKAGES; do

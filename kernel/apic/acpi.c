@@ -51,6 +51,7 @@ struct rsdp {
 struct acpi_info acpi;
 static const struct acpi_sdt_header *tables[ACPI_MAX_TABLES];
 static int ntables;
+static const struct acpi_sdt_header *root_table;
 
 static uint8_t sum_bytes(const void *p, size_t n)
 {
@@ -155,6 +156,7 @@ static void collect_tables(const struct rsdp *r, const char *where)
 		kprintf("# acpi: neither XSDT nor RSDT usable\n");
 		return;
 	}
+	root_table = root;
 	size_t n = (root->length - sizeof(*root)) / entry_size;
 	const uint8_t *e = (const uint8_t *)(root + 1);
 	for (size_t i = 0; i < n; i++) {
@@ -171,6 +173,15 @@ static void collect_tables(const struct rsdp *r, const char *where)
 	}
 	kprintf("# acpi: RSDP rev %d (OEM %s) from %s, %s at %#lx, %d valid tables\n", r->revision,
 	        acpi.oem_id, where, entry_size == 8 ? "XSDT" : "RSDT", virt_to_phys(root), ntables);
+}
+
+/* Where the tables kept (and their root) live: the frame allocator keeps them out. */
+void acpi_table_ranges(void (*fn)(uint64_t pa, uint64_t len))
+{
+	if (root_table)
+		fn(virt_to_phys(root_table), root_table->length);
+	for (int i = 0; i < ntables; i++)
+		fn(virt_to_phys(tables[i]), tables[i]->length);
 }
 
 const struct acpi_sdt_header *acpi_find_table(const char *sig, int index)

@@ -28,7 +28,10 @@ struct apic_cpu {
 	volatile uint64_t kicks;
 	volatile uint64_t nmi_count;
 	volatile uint64_t nmi_rip; /* where the last dump request found it */
-	unsigned tick_div;
+	uint64_t last_check_tsc;   /* when this CPU last looked at the others */
+	uint32_t timer_lvt;        /* last written to the timer's LVT (0: not yet) */
+	uint32_t timer_div;        /* last divide code written, plus 1 (0: not yet) */
+	volatile bool wd_idle;     /* halted in the idle loop: exempt from the watchdog */
 
 	/* Written by other CPUs. */
 	struct call_req *volatile call_head __cacheline_aligned;
@@ -54,6 +57,8 @@ void ipi_init(void);
 void ipi_alloc_slots(int n);
 /* An AP's idle loop, interrupts off: run launched work if any (true if it did). */
 bool smp_idle_work(void);
+/* kernel/sched: wake the launch thread of `cpu` (false before the scheduler runs). */
+bool sched_launch_notify(int cpu);
 /* Called from every timer interrupt with the current TSC (watchdog.c). */
 void watchdog_tick(uint64_t now);
 /*

@@ -212,8 +212,17 @@ int smp_launch(int cpu, void (*fn)(void *), void *arg)
 		return -1;
 	ac->work_arg = arg;
 	__atomic_store_n(&ac->work_fn, fn, __ATOMIC_RELEASE);
-	send_ipi(cpu, VEC_KICK);
+	/* With the scheduler up, the AP's launch thread runs it; else its idle loop. */
+	if (!sched_launch_notify(cpu))
+		send_ipi(cpu, VEC_KICK);
 	return 0;
+}
+
+/* kernel/sched: wake `cpu`'s launch thread for new work; false if there is none yet. */
+__attribute__((weak)) bool sched_launch_notify(int cpu)
+{
+	(void)cpu;
+	return false;
 }
 
 bool smp_wait_launched(int cpu, uint64_t timeout_ms)
@@ -248,7 +257,10 @@ int smp_run_all(void (*fn)(void *), void *arg, uint64_t timeout_ms)
 	return failed;
 }
 
-/* Called by an AP's idle loop with interrupts off: run launched work, if any. */
+/*
+ * Called with interrupts off by an AP's idle loop, or once the scheduler
+ * runs by the AP's launch thread: run launched work, if any.
+ */
 bool smp_idle_work(void)
 {
 	struct apic_cpu *ac = this_apic_cpu();

@@ -6,9 +6,9 @@
  * started with its SIPIs and waited for, one at a time, so the trampoline's
  * parameters (stack, id) are never shared.  Ids are dense and follow the
  * MADT order: an AP that does not answer is parked with another INIT and
- * the next one takes its id.  Each AP is online before the next starts,
- * because its set-up (cpu_init's stacks) uses the boot allocator, which
- * takes no lock.
+ * the next one takes its id.  Each AP is online before the next starts.
+ * The boot CPU allocates each AP's stacks (guarded, kstack_alloc) before
+ * its SIPI; the AP runs on early_pml4 until ap_main loads the kernel's tables.
  */
 #include "acpi.h"
 #include "apic.h"
@@ -17,12 +17,14 @@
 #include "irq.h"
 #include "kernel.h"
 #include "mm.h"
+#include "sched.h"
 #include "smp.h"
 #include "time.h"
+#include "tlb.h"
 #include "trap.h"
 #include "x86.h"
 
-#define AP_STACK_SIZE (16 * 1024) /* guard pages come with the mm work */
+#define AP_STACK_SIZE (16 * 1024) /* from kstack_alloc: a guard page below */
 /* The SDM's MP initialisation protocol: INIT, 10 ms, SIPI, 200 us, SIPI. */
 #define INIT_DELAY_MS 10
 #define SIPI_RETRY_US 200
@@ -79,15 +81,29 @@ static void mark_online(int id)
 	cpumask_set_cpu(id, &cpu_online_mask);
 }
 
+/* Without kernel/sched linked in: never set, never called. */
+__attribute__((weak)) volatile bool sched_running;
+__attribute__((weak)) __noreturn void sched_idle_loop(void)
+{
+	for (;;)
+		halt();
+}
+
 static __attribute__((noinline)) __noreturn void idle_loop(void)
 {
 	for (;;) {
 		local_irq_disable();
+		/* Once the scheduler runs, this context becomes the CPU's idle thread. */
+		if (sched_running)
+			sched_idle_loop();
 		if (smp_idle_work())
 			continue;
 		irq_enable_hook();
+		/* No TLB shootdown IPIs while idle: catch up on wake-up instead (tlb.h). */
+		tlb_idle_enter();
 		/* sti takes effect after hlt starts: a wake-up IPI cannot slip in between. */
 		__asm__ volatile("sti; hlt" ::: "memory");
+		tlb_idle_exit();
 	}
 }
 
@@ -95,7 +111,11 @@ __noreturn void ap_main(int id)
 {
 	struct cpu *c = &cpus[id];
 
-	/* Same control registers as the boot CPU; the trampoline set only the minimum. */
+	/*
+	 * Same control registers as the boot CPU; the trampoline set only the
+	 * minimum.  We run on early_pml4 (low identity map + the kernel's upper
+	 * half) until this loads the kernel's own tables.
+	 */
 	write_cr4(bsp_cr4);
 	__asm__ volatile("mov %0, %%cr0" : : "r"(bsp_cr0) : "memory");
 	if (bsp_cr3 != read_cr3())
@@ -116,8 +136,14 @@ static void prepare_cpu(int id, uint32_t apic_id)
 
 	c->apic_id = apic_id;
 	c->arch = &apic_cpus[id];
-	if (!c->stack_top) /* kept when a failed AP's id is reused */
-		c->stack_top = (uint64_t)early_alloc(AP_STACK_SIZE, PAGE_SIZE) + AP_STACK_SIZE;
+	if (!c->stack_top) { /* kept when a failed AP's id is reused */
+		void *stack = kstack_alloc(AP_STACK_SIZE);
+		if (!stack)
+			panic("no memory for CPU %d's stack", id);
+		c->stack_top = (uint64_t)stack + AP_STACK_SIZE;
+	}
+	if (!c->tss.ist[0])
+		cpu_setup_ist_stacks(c);
 	percpu_setup(id);
 }
 

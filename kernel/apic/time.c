@@ -141,7 +141,12 @@ uint64_t lapic_timer_fired(int cpu, uint64_t *last_tsc)
 /* Divide-configuration encodings for 1, 2, 4 ... 128. */
 static const uint8_t div_code[8] = {0xb, 0x0, 0x1, 0x2, 0x3, 0x8, 0x9, 0xa};
 
-/* Program an initial count for `counts` divide-by-1 ticks, picking the divider that fits. */
+/*
+ * Program an initial count for `counts` divide-by-1 ticks, picking the
+ * divider that fits.  The LVT and divider are rewritten only when they
+ * change: a one-shot scheduler re-arms on every event, and under emulation
+ * each APIC register access is an exit that serialises the vCPUs.
+ */
 static void timer_program(uint32_t lvt, uint64_t counts)
 {
 	unsigned shift = 0;
@@ -152,9 +157,23 @@ static void timer_program(uint32_t lvt, uint64_t counts)
 		init = 1;
 	if (init > 0xffffffffull)
 		init = 0xffffffffull;
-	apic_write(APIC_LVT_TIMER, lvt);
-	apic_write(APIC_TIMER_DIV, div_code[shift]);
+	unsigned long flags = local_irq_save();
+	struct apic_cpu *ac = this_apic_cpu();
+	if (ac->timer_lvt != lvt) {
+		apic_write(APIC_LVT_TIMER, lvt);
+		ac->timer_lvt = lvt;
+	}
+	if (ac->timer_div != div_code[shift] + 1u) {
+		apic_write(APIC_TIMER_DIV, div_code[shift]);
+		ac->timer_div = div_code[shift] + 1u;
+	}
 	apic_write(APIC_TIMER_INIT, (uint32_t)init);
+	local_irq_restore(flags);
+}
+
+bool lapic_timer_is_periodic(void)
+{
+	return this_apic_cpu()->timer_lvt & APIC_LVT_TIMER_PERIODIC;
 }
 
 void lapic_timer_periodic(unsigned hz)
@@ -181,6 +200,7 @@ bool lapic_timer_deadline(uint64_t tsc)
 		return false;
 	apic_write(APIC_TIMER_INIT, 0);
 	apic_write(APIC_LVT_TIMER, APIC_LVT_TIMER_DEADLINE | VEC_TIMER);
+	this_apic_cpu()->timer_lvt = APIC_LVT_TIMER_DEADLINE | VEC_TIMER;
 	/* The SDM asks for a fence between the LVT write and the deadline MSR (xAPIC MMIO). */
 	__asm__ volatile("mfence" ::: "memory");
 	wrmsr(MSR_TSC_DEADLINE, tsc ? tsc : 1);
@@ -193,6 +213,7 @@ void lapic_timer_stop(void)
 		return;
 	apic_write(APIC_LVT_TIMER, APIC_LVT_MASKED | VEC_TIMER);
 	apic_write(APIC_TIMER_INIT, 0);
+	this_apic_cpu()->timer_lvt = APIC_LVT_MASKED | VEC_TIMER;
 	if (tsc_deadline_supported)
 		wrmsr(MSR_TSC_DEADLINE, 0);
 }

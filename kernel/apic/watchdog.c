@@ -9,6 +9,16 @@
  *
  * Checking from every CPU, rather than from the boot CPU alone, means a
  * stuck boot CPU is caught too.
+ *
+ * Idle CPUs.  Under the scheduler an idle CPU halts with no timer armed
+ * (kernel/sched): no tick, no stamp.  Its idle loop says so with
+ * watchdog_idle_enter() right before `sti; hlt`; such a CPU is not
+ * checked until its next interrupt (or the idle loop) calls
+ * watchdog_idle_exit(), which stamps it again.  A CPU stuck with
+ * interrupts off cannot be in that state: it entered it with `sti; hlt`,
+ * and the first interrupt ends it before its handler runs.  Busy CPUs
+ * keep a TICK_HZ tick and check the others every WATCHDOG_CHECK_MS of it;
+ * the idle boot CPU keeps a slow timer for the check.
  */
 #include "apic.h"
 #include "cmdline.h"
@@ -20,17 +30,31 @@
 #include "symbols.h"
 #include "time.h"
 
-/* Each CPU looks at the others every this many of its ticks (0.5 s at 100 Hz). */
-#define WATCHDOG_CHECK_TICKS 50
-
 static volatile bool armed;
 static volatile int reporter = -1;
-static uint64_t threshold_cycles;
+static uint64_t threshold_cycles, check_cycles;
 static uint64_t threshold_ms;
 
 void watchdog_touch(void)
 {
 	this_apic_cpu()->last_tick_tsc = rdtsc();
+}
+
+void watchdog_idle_enter(void)
+{
+	struct apic_cpu *ac = this_apic_cpu();
+
+	ac->last_tick_tsc = rdtsc();
+	__atomic_store_n(&ac->wd_idle, true, __ATOMIC_RELEASE);
+}
+
+void watchdog_idle_exit(void)
+{
+	struct apic_cpu *ac = this_apic_cpu();
+
+	/* Stamp first: a checker that sees the flag down must see a fresh stamp. */
+	ac->last_tick_tsc = rdtsc();
+	__atomic_store_n(&ac->wd_idle, false, __ATOMIC_RELEASE);
 }
 
 static __noreturn void watchdog_bite(int stuck, uint64_t stalled)
@@ -63,13 +87,13 @@ void watchdog_tick(uint64_t now)
 	struct apic_cpu *me = this_apic_cpu();
 	int self = smp_processor_id(), cpu;
 
-	if (!armed || smp_stopping || ++me->tick_div < WATCHDOG_CHECK_TICKS)
+	if (!armed || smp_stopping || (int64_t)(now - me->last_check_tsc) < (int64_t)check_cycles)
 		return;
-	me->tick_div = 0;
+	me->last_check_tsc = now;
 	for_each_online_cpu(cpu) {
-		if (cpu == self)
+		if (cpu == self || __atomic_load_n(&apic_cpus[cpu].wd_idle, __ATOMIC_ACQUIRE))
 			continue;
-		uint64_t last = __atomic_load_n(&apic_cpus[cpu].last_tick_tsc, __ATOMIC_RELAXED);
+		uint64_t last = __atomic_load_n(&apic_cpus[cpu].last_tick_tsc, __ATOMIC_ACQUIRE);
 		int64_t stalled = (int64_t)(now - last);
 		if (stalled <= (int64_t)threshold_cycles)
 			continue;
@@ -97,11 +121,15 @@ void watchdog_init(void)
 		overcommit = (num_online_cpus() + config.host_cpus - 1) / config.host_cpus;
 	threshold_ms = WATCHDOG_THRESHOLD_MS * (uint64_t)overcommit;
 	threshold_cycles = ns_to_tsc(threshold_ms * NSEC_PER_MSEC);
-	for_each_online_cpu(cpu)
+	check_cycles = ns_to_tsc(WATCHDOG_CHECK_MS * NSEC_PER_MSEC);
+	for_each_online_cpu(cpu) {
 		apic_cpus[cpu].last_tick_tsc = now;
+		apic_cpus[cpu].last_check_tsc = now;
+	}
 	armed = apic_mode != APIC_MODE_NONE && lapic_timer_hz;
-	kprintf("# watchdog: %s, threshold %lu ms, checked from every CPU's %d Hz tick\n",
-	        armed ? "on" : "off (no LAPIC timer)", threshold_ms, TICK_HZ);
+	kprintf("# watchdog: %s, threshold %lu ms, checked every %d ms from each busy CPU's tick; "
+	        "idle CPUs exempt\n",
+	        armed ? "on" : "off (no LAPIC timer)", threshold_ms, WATCHDOG_CHECK_MS);
 	/* From here on the boot CPU takes its tick (and IPIs) like the others. */
 	local_irq_enable();
 }

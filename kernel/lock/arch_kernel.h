@@ -4,7 +4,8 @@
  * The kernel provides the functions declared extern below; kernel/lock/ never
  * includes another kernel header.  Three hooks (lock_preempt_disable,
  * lock_preempt_enable, lock_cond_resched) have weak no-op definitions in
- * arch_kernel.c; the scheduler overrides them by defining strong ones.
+ * arch_kernel.c; the scheduler overrides them by defining strong ones, as
+ * it does the preempt=rt switch (rt_spinlocks, rt_spin_*).
  */
 #ifndef LOCKLAB_LOCK_ARCH_KERNEL_H
 #define LOCKLAB_LOCK_ARCH_KERNEL_H
@@ -29,6 +30,18 @@ extern _Noreturn void panic(const char *fmt, ...) __attribute__((format(printf, 
 extern void lock_preempt_disable(void);
 extern void lock_preempt_enable(void);
 extern void lock_cond_resched(void); /* called by cond_resched_lock() with the lock dropped */
+
+/*
+ * preempt=rt: spinlock_t becomes the scheduler's rt-mutex (spinlock.h).
+ * rt_spinlocks is false until the scheduler starts under that model; the
+ * rt_spin_* defaults in arch_kernel.c panic, the scheduler's replace them.
+ */
+#define LOCK_RT_SPINLOCKS 1
+struct rt_mutex;
+extern bool rt_spinlocks;
+extern void rt_spin_lock(struct rt_mutex *m);
+extern bool rt_spin_trylock(struct rt_mutex *m);
+extern void rt_spin_unlock(struct rt_mutex *m);
 
 /* ---- inline layer ------------------------------------------------------ */
 static inline void cpu_relax(void)

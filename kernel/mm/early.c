@@ -1,14 +1,20 @@
 /*
  * The boot-time allocator: a bump pointer over the usable regions of the
- * multiboot2 memory map.  It serves the per-CPU areas, AP stacks and the
- * trapoline page before the real frame allocator exists.  It stays below
+ * multiboot2 memory map.  It serves the per-CPU areas, histograms and the
+ * trampoline page before the real frame allocator exists.  It stays below
  * EARLY_PHYS_LIMIT because only that much is mapped by the early tables,
  * and it keeps clear of the kernel image, the boot information (which holds
  * the command line and RSDP copies we still read) and the first 1 MiB.
+ *
+ * Hand-over: mm_init reads the high-water mark (everything before it is
+ * in use or lost to alignment) and starts the frame allocator above it;
+ * from then on early_alloc takes whole frames from the frame allocator
+ * (small requests share a chunk), so the two never hand out the same page.
  */
 #include "irq.h"
 #include "kernel.h"
 #include "mm.h"
+#include "mm/internal.h"
 #include "multiboot.h"
 
 #define LOW_MEMORY_END 0x100000ull
@@ -74,15 +80,62 @@ static void early_lock_drop(unsigned long flags)
 }
 
 static void *early_alloc_locked(size_t size, size_t align);
+static void *late_alloc_locked(size_t size, size_t align);
+
+/* After the hand-over: small requests are carved from chunks of this size. */
+#define LATE_CHUNK (64 * 1024)
+static bool handed_over;
+static uint8_t *chunk;
+static size_t chunk_left;
 
 void *early_alloc(size_t size, size_t align)
 {
 	unsigned long flags;
 
 	early_lock_take(&flags);
-	void *p = early_alloc_locked(size, align);
+	void *p = handed_over ? late_alloc_locked(size, align) : early_alloc_locked(size, align);
 	early_lock_drop(flags);
 	return p;
+}
+
+void early_alloc_highwater(int *out_region, uint64_t *out_next)
+{
+	*out_region = region;
+	*out_next = next;
+}
+
+void early_alloc_handoff(void)
+{
+	handed_over = true;
+}
+
+static void *late_alloc_locked(size_t size, size_t align)
+{
+	if (align < 16)
+		align = 16;
+	if (size >= PAGE_SIZE / 2 || align > PAGE_SIZE) {
+		size_t n = ALIGN_UP(size, PAGE_SIZE) / PAGE_SIZE;
+		uint64_t pa =
+		    frame_alloc_contig(n, align > PAGE_SIZE ? align : PAGE_SIZE, 0, ~0ull);
+		if (!pa)
+			panic("early_alloc: out of memory for %zu bytes", size);
+		void *va = phys_to_virt(pa);
+		memset(va, 0, n * PAGE_SIZE);
+		return va;
+	}
+	uint64_t at = ALIGN_UP((uint64_t)chunk, align);
+	if (!chunk || at + size > (uint64_t)chunk + chunk_left) {
+		uint64_t pa = frame_alloc_contig(LATE_CHUNK / PAGE_SIZE, PAGE_SIZE, 0, ~0ull);
+		if (!pa)
+			panic("early_alloc: out of memory for %zu bytes", size);
+		chunk = phys_to_virt(pa);
+		chunk_left = LATE_CHUNK;
+		memset(chunk, 0, LATE_CHUNK);
+		at = (uint64_t)chunk;
+	}
+	chunk_left -= at + size - (uint64_t)chunk;
+	chunk = (uint8_t *)(at + size);
+	return (void *)at;
 }
 
 static void *early_alloc_locked(size_t size, size_t align)

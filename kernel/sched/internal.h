@@ -1,0 +1,125 @@
+/*
+ * Shared by the files of kernel/sched/ and nobody else: the run queue, the
+ * list helpers and the scheduler's own locks.
+ *
+ * Locks, in the order they nest (each is taken with interrupts off):
+ *   a wait queue's lock  or  the rt-mutex pi_lock (never both)
+ *     -> one run queue's lock (never two at once: moving a thread between
+ *        CPUs drops the first before taking the second)
+ * A run queue's lock is held across a context switch: the thread switching
+ * out takes it, the thread switching in releases it (finish_switch).
+ */
+#ifndef LOCKLAB_SCHED_INTERNAL_H
+#define LOCKLAB_SCHED_INTERNAL_H
+
+#include "sched.h"
+#include "trap.h"
+#include "x86.h"
+
+/* kernel/lock's arch layer has its own cpu_relax (the same PAUSE). */
+#define cpu_relax lock_arch_cpu_relax
+#include "lock/spinlock.h"
+#undef cpu_relax
+
+#define STACK_MAGIC 0x5354414b4d414749ull /* at the lowest word of a thread's stack */
+
+struct rq {
+	struct ticket_lock lock; /* the scheduler's own lock: no preemption hooks */
+	int cpu;
+	struct thread *curr, *idle;
+	uint32_t bitmap; /* bit p: queue[p] is not empty */
+	int nr_queued;
+	struct sched_link queue[SCHED_NR_PRIO];
+	struct sched_link timers; /* threads sleeping to a deadline, earliest first */
+	uint64_t next_event;      /* TSC the LAPIC timer is armed for */
+	bool timer_armed;
+	uint64_t last_tick; /* TSC of the last timer interrupt (the busy tick's phase) */
+	volatile bool idle_halted;
+	volatile bool adopted; /* the CPU runs its idle thread under the scheduler */
+	struct sched_stats stats;
+} __cacheline_aligned;
+
+extern struct rq runqueues[MAX_CPUS];
+
+static inline struct rq *this_rq(void)
+{
+	return &runqueues[this_cpu()->id];
+}
+
+static inline void rq_lock(struct rq *rq)
+{
+	ticket_lock(&rq->lock);
+}
+
+static inline void rq_unlock(struct rq *rq)
+{
+	ticket_unlock(&rq->lock);
+}
+
+/* ---- Lists. */
+
+static inline void link_init(struct sched_link *h)
+{
+	h->next = h->prev = h;
+}
+
+static inline bool link_empty(const struct sched_link *h)
+{
+	return h->next == h;
+}
+
+static inline void link_add_tail(struct sched_link *n, struct sched_link *h)
+{
+	n->prev = h->prev;
+	n->next = h;
+	h->prev->next = n;
+	h->prev = n;
+}
+
+static inline void link_add_head(struct sched_link *n, struct sched_link *h)
+{
+	n->next = h->next;
+	n->prev = h;
+	h->next->prev = n;
+	h->next = n;
+}
+
+/* Insert n before `at`. */
+static inline void link_add_before(struct sched_link *n, struct sched_link *at)
+{
+	link_add_tail(n, at);
+}
+
+static inline void link_del(struct sched_link *n)
+{
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	n->next = n->prev = n;
+}
+
+#define link_entry(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+/* ---- Between the files. */
+
+/* Lock the run queue t belongs to (t->cpu may change until it is held). */
+struct rq *thread_rq_lock(struct thread *t);
+/*
+ * Switch away from the running thread, whose state says what becomes of it
+ * (RUNNING: requeued; BLOCKED: sleeps).  Interrupts must be off; the
+ * preemption count is raised around the switch here.
+ */
+void sched_switch_out(void);
+/* Change t's effective priority (inheritance), requeueing it.  Interrupts off. */
+void sched_change_prio(struct thread *t, int prio);
+/* full and rt: switch now if a reschedule is pending and we may. */
+void preempt_check(void);
+/* The context switch (switch.asm): returns, in the new context, the thread switched from. */
+struct thread *sched_switch(struct thread *prev, struct thread *next);
+/* Interrupts off, on the sleeper's CPU: wake t at `deadline` (replaces its timer). */
+void sched_timer_arm(struct thread *t, uint64_t deadline);
+void sched_timer_cancel(struct thread *t);
+
+/* rtmutex.c: set t's base priority and re-derive the inherited one. */
+void pi_set_base_prio(struct thread *t, int prio);
+
+#endif
