@@ -73,7 +73,7 @@ struct thread {
 
 	/* Timed sleep: on the timer list of the CPU it slept on. */
 	uint64_t wake_tsc;
-	uint64_t timer_woken_tsc; /* when the timer interrupt that ended its last sleep ran */
+	uint64_t timer_woken_tsc;   /* when the timer interrupt that ended its last sleep ran */
 	int timer_cpu;              /* -1: no timer armed */
 	volatile bool timer_firing; /* the tick is waking it right now */
 	struct sched_link timer_link;

@@ -1,8 +1,10 @@
 /*
  * kmain: the boot CPU's path from the 64-bit entry to the test verdict.
  * Read top down: console, CPU tables, boot information, command line,
- * ACPI and the local APIC, time, the other CPUs, then the tests.
+ * ACPI and the local APIC, time, the other CPUs, the scheduler, then the
+ * tests.
  */
+#include "apic.h"
 #include "cmdline.h"
 #include "cpu.h"
 #include "kernel.h"
@@ -81,6 +83,7 @@ void kmain(uint32_t magic, uint32_t mbi_phys)
 	acpi_init();
 	lapic_init();
 	time_init();
+	kvm_pv_init();
 	mm_init();
 	smp_boot_aps();
 	watchdog_init();

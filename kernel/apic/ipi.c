@@ -80,6 +80,8 @@ void arch_kick_cpu(int cpu)
 {
 	if (cpu == smp_processor_id() || !cpu_online(cpu))
 		return;
+	if (kvm_kick_cpu(cpus[cpu].apic_id))
+		return;
 	send_ipi(cpu, VEC_KICK);
 }
 

@@ -31,7 +31,7 @@ int lock_owner_cpu(const struct lock_meta *m)
 
 _Noreturn void lock_recursion(const struct lock_meta *m, const void *lock, const char *what)
 {
-	lock_printf("BUG: %s on CPU#%d: lock %s (%p) is already held by this CPU\n", what,
+	lock_printf("# BUG: %s on CPU#%d: lock %s (%p) is already held by this CPU\n", what,
 	            arch_cpu_id(), meta_name(m), lock);
 	arch_dump_stack();
 	lock_panic("%s: lock %s (%p) on CPU#%d", what, meta_name(m), lock, arch_cpu_id());
@@ -45,7 +45,7 @@ void lock_wait_check(struct lock_wait *w, const struct lock_meta *m, const void 
 	if (waited <= lock_spin_timeout_ns)
 		return;
 	owner = lock_owner_cpu(m);
-	lock_printf("BUG: spin-timeout: CPU#%d waited %llu ms for lock %s (%p), held by CPU#%d\n",
+	lock_printf("# BUG: spin-timeout: CPU#%d waited %llu ms for lock %s (%p), held by CPU#%d\n",
 	            arch_cpu_id(), (unsigned long long)(waited / 1000000u), meta_name(m), lock,
 	            owner);
 	arch_dump_stack();
@@ -59,7 +59,7 @@ void lock_unlock_check(const struct lock_meta *m, const void *lock)
 	int owner = lock_owner_cpu(m);
 
 	if (owner < 0) {
-		lock_printf("BUG: CPU#%d unlocks lock %s (%p), which is not held\n", arch_cpu_id(),
+		lock_printf("# BUG: CPU#%d unlocks lock %s (%p), which is not held\n", arch_cpu_id(),
 		            meta_name(m), lock);
 		arch_dump_stack();
 		lock_panic("unlock of unheld lock %s (%p)", meta_name(m), lock);

@@ -106,10 +106,6 @@ static struct thread *pick_next(struct rq *rq)
 	return t;
 }
 
-static struct thread *first_queued(struct rq *rq);
-static void kick_idle(int busy, const cpumask_t *aff);
-static void kick_idle_n(int busy, const cpumask_t *aff, int n);
-
 struct rq *thread_rq_lock(struct thread *t)
 {
 	for (;;) {
@@ -174,12 +170,20 @@ static void kick_idle_for(struct rq *rq, struct thread *t)
 	kick_idle(rq->cpu, &t->affinity);
 }
 
-/* t was just queued on rq (locked): should it take the CPU? */
+static bool model_preempts(void);
+
+/*
+ * t was just queued on rq (locked): should it take the CPU?  If it waits --
+ * behind an equal or higher priority, or, under none and voluntary, until
+ * the running thread lets go -- an idle CPU may run it instead.
+ */
 static void check_preempt(struct rq *rq, struct thread *t)
 {
-	if (t->prio > rq->curr->prio)
+	bool higher = t->prio > rq->curr->prio;
+
+	if (higher)
 		resched_cpu(rq->cpu);
-	else
+	if (!higher || (!model_preempts() && rq->curr != rq->idle))
 		kick_idle_for(rq, t);
 }
 
@@ -210,7 +214,8 @@ static void earliest(uint64_t *target, uint64_t t)
 /*
  * Arm this CPU's timer for its next event (rq locked, interrupts off).
  * Without `force` an earlier event already armed is kept: its interrupt
- * re-arms with force.
+ * re-arms with force.  timer_armed mirrors the hardware (sched_tick clears
+ * it when a one-shot fires), so an unchanged event costs no APIC access.
  */
 static void rq_program_timer(struct rq *rq, uint64_t now, bool force)
 {
@@ -227,7 +232,7 @@ static void rq_program_timer(struct rq *rq, uint64_t now, bool force)
 		earliest(&target, now + idle_check_cycles);
 	}
 	if (target == UINT64_MAX) {
-		if (rq->timer_armed || force)
+		if (rq->timer_armed) /* a fired one-shot is not (sched_tick) */
 			lapic_timer_stop();
 		rq->timer_armed = false;
 		return;

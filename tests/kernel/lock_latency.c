@@ -78,7 +78,12 @@ static struct {
 	struct hist *h; /* every wait, ns */
 } wk __cacheline_aligned;
 
-static void walker_lock(void)
+/*
+ * The walked lock.  In the nested case each side first takes an outer lock
+ * of its own: the walker a breakable one, the waiter a plain spinlock, so
+ * the waiter spins on the inner lock while holding another.
+ */
+static void walk_lock(bool walker)
 {
 	switch (wk.kind) {
 	case WALK_PLAIN:
@@ -88,14 +93,17 @@ static void walker_lock(void)
 		spin_lock(&wk.spin);
 		break;
 	case WALK_NESTED:
-		brk_lock(&wk.outer);
+		if (walker)
+			brk_lock(&wk.outer);
+		else
+			spin_lock(&wk.waiter_outer);
 		/* fall through */
 	default:
 		brk_lock(&wk.brk);
 	}
 }
 
-static void walker_unlock(void)
+static void walk_unlock(bool walker)
 {
 	switch (wk.kind) {
 	case WALK_PLAIN:
@@ -106,7 +114,10 @@ static void walker_unlock(void)
 		break;
 	case WALK_NESTED:
 		brk_unlock(&wk.brk);
-		brk_unlock(&wk.outer);
+		if (walker)
+			brk_unlock(&wk.outer);
+		else
+			spin_unlock(&wk.waiter_outer);
 		break;
 	default:
 		brk_unlock(&wk.brk);
@@ -134,41 +145,6 @@ static bool walker_break(void)
 		return true;
 	default:
 		return cond_resched_lock(&wk.brk);
-	}
-}
-
-static void waiter_lock(void)
-{
-	switch (wk.kind) {
-	case WALK_PLAIN:
-		ticket_lock(&wk.plain);
-		break;
-	case WALK_SPIN_NEEDBREAK:
-		spin_lock(&wk.spin);
-		break;
-	case WALK_NESTED:
-		spin_lock(&wk.waiter_outer);
-		/* fall through */
-	default:
-		brk_lock(&wk.brk);
-	}
-}
-
-static void waiter_unlock(void)
-{
-	switch (wk.kind) {
-	case WALK_PLAIN:
-		ticket_unlock(&wk.plain);
-		break;
-	case WALK_SPIN_NEEDBREAK:
-		spin_unlock(&wk.spin);
-		break;
-	case WALK_NESTED:
-		brk_unlock(&wk.brk);
-		spin_unlock(&wk.waiter_outer);
-		break;
-	default:
-		brk_unlock(&wk.brk);
 	}
 }
 
@@ -207,7 +183,7 @@ static void walker(void)
 
 		if (!wait_for(&wk.ack, w - 1))
 			return;
-		walker_lock();
+		walk_lock(true);
 		__atomic_store_n(&wk.walk, w, __ATOMIC_RELEASE);
 		for (int i = 0; i < WALK_ITEMS; i++) {
 			udelay(ITEM_US);
@@ -224,7 +200,7 @@ static void walker(void)
 			}
 		}
 		__atomic_store_n(&wk.walk_done, w, __ATOMIC_RELEASE);
-		walker_unlock();
+		walk_unlock(true);
 	}
 }
 
@@ -236,9 +212,9 @@ static void waiter(struct lt_pcpu *pc)
 		while (__atomic_load_n(&wk.walk_done, __ATOMIC_ACQUIRE) < w) {
 			uint64_t t0 = rdtsc_ordered(), ns;
 
-			waiter_lock();
+			walk_lock(false);
 			ns = tsc_to_ns(rdtsc_ordered() - t0);
-			waiter_unlock();
+			walk_unlock(false);
 			hist_record(wk.h, 0, ns);
 			if (ns > wk.max_ns[w - 1])
 				wk.max_ns[w - 1] = ns;

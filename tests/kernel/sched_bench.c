@@ -22,14 +22,16 @@
  * (10 us buckets, one column per CPU) and
  *   # metric: sched.wakeup_latency.<model>.max_ns <v> ns load=<load> ...
  * with .p99_ns and .p50_ns alongside; then the same latency split where
- * the timer interrupt ran (sched.wakeup_split.<model>.irq_max_ns, and
- * .sched_max_ns / .sched_p99_ns for interrupt-to-running): the first part
- * is the interrupt's delivery, the second the preemption model's.  What to expect (Molnar's numbers,
- * 2004): with long lock holds, none shows millisecond maxima; the
- * breakable lock with voluntary or full preemption, and rt (whose
- * spinlock_t sleeps and whose holder can be preempted), cut that by an
- * order of magnitude.  Under emulation the floor is the emulator's own
- * interrupt delivery and vCPU scheduling, which the idle run shows.
+ * the timer interrupt ran: sched.wakeup_split.<model>.irq_max_ns (deadline
+ * to interrupt: the interrupt's delivery) and .sched_max_ns/.sched_p99_ns
+ * (interrupt to running: the preemption model's part).
+ *
+ * What to expect (Molnar, 2004): with long lock holds, none shows
+ * millisecond maxima; the breakable lock with voluntary or full preemption,
+ * and rt (whose spinlock_t sleeps and whose holder can be preempted), cut
+ * that by an order of magnitude.  Under emulation the floor is the
+ * emulator's own interrupt delivery and vCPU scheduling: the idle run and
+ * the irq part show it.
  */
 #include "cmdline.h"
 #include "cpu.h"

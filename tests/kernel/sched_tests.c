@@ -1031,3 +1031,59 @@ KTEST(sched, rt_spinlock_sleeps, .timeout_ms = 10000)
 	KT_EXPECT_EQ(thread_prio(t[0]), PRIO_LOW);
 	KT_EXPECT(!spin_is_locked(&rs.lock));
 }
+
+/* ---- preempt=rt: where nothing may sleep, a spinlock_t still works (it spins). */
+
+static struct {
+	spinlock_t lock;
+	struct event held;
+	volatile uint64_t released, acquired;
+	volatile int in_irq_ok;
+} ra;
+
+static void ra_holder(void *arg)
+{
+	(void)arg;
+	spin_lock(&ra.lock);
+	event_set(&ra.held);
+	busy_until(rdtsc() + ms_tsc(20));
+	ra.released = rdtsc();
+	spin_unlock(&ra.lock);
+}
+
+static void ra_in_irq(void *arg)
+{
+	(void)arg;
+	spin_lock(&ra.lock); /* interrupt context: uncontended, taken at once */
+	ra.in_irq_ok = this_cpu()->irq_depth > 0 || irqs_disabled();
+	spin_unlock(&ra.lock);
+}
+
+KTEST(sched, rt_spinlock_atomic, .min_cpus = 2, .timeout_ms = 10000)
+{
+	if (sched_model() != PREEMPT_RT) {
+		kt_skip("needs preempt=rt: elsewhere spinlock_t never sleeps");
+		return;
+	}
+	unsigned long flags;
+
+	memset((void *)&ra.released, 0, sizeof(ra) - offsetof(typeof(ra), released));
+	spin_lock_init(&ra.lock);
+	event_init(&ra.held);
+	struct thread *t = thread_run(ra_holder, NULL, "ra-holder", PRIO_BUSY, target_cpu());
+	KT_EXPECT(event_wait(&ra.held, 2000));
+	/* Interrupts off: this caller cannot sleep, so it spins until the holder lets go. */
+	flags = local_irq_save();
+	KT_EXPECT(!sched_can_sleep());
+	spin_lock(&ra.lock);
+	ra.acquired = rdtsc();
+	spin_unlock(&ra.lock);
+	local_irq_restore(flags);
+	join_all(&t, 1);
+	KT_EXPECT(ra.released != 0);
+	KT_EXPECT((int64_t)(ra.acquired - ra.released) >= 0);
+	/* And from an interrupt handler on another CPU. */
+	KT_EXPECT_EQ(on_cpu(target_cpu(), ra_in_irq, NULL, true), 0);
+	KT_EXPECT(ra.in_irq_ok);
+	KT_EXPECT(!spin_is_locked(&ra.lock));
+}
