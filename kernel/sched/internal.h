@@ -1,6 +1,6 @@
 /*
  * Shared by the files of kernel/sched/ and nobody else: the run queue, the
- * list helpers and the scheduler's own locks.
+ * list operations and the scheduler's own locks.
  *
  * Locks, in the order they nest (each is taken with interrupts off):
  *   a wait queue's lock  or  the rt-mutex pi_lock (never both)
