@@ -21,8 +21,8 @@
  * the idle boot CPU keeps a slow timer for the check.
  */
 #include "apic.h"
-#include "cmdline.h"
 #include "apic/internal.h"
+#include "cmdline.h"
 #include "cpu.h"
 #include "irq.h"
 #include "kernel.h"

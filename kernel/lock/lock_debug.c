@@ -59,8 +59,8 @@ void lock_unlock_check(const struct lock_meta *m, const void *lock)
 	int owner = lock_owner_cpu(m);
 
 	if (owner < 0) {
-		lock_printf("# BUG: CPU#%d unlocks lock %s (%p), which is not held\n", arch_cpu_id(),
-		            meta_name(m), lock);
+		lock_printf("# BUG: CPU#%d unlocks lock %s (%p), which is not held\n",
+		            arch_cpu_id(), meta_name(m), lock);
 		arch_dump_stack();
 		lock_panic("unlock of unheld lock %s (%p)", meta_name(m), lock);
 	}
