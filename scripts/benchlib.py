@@ -455,11 +455,12 @@ class Results:
 
     # queries -------------------------------------------------------------------------
 
-    def find(self, path=None, regex=None, group=None, smp=None, test=None, options=None,
-             **attrs):
-        out = []
+    @staticmethod
+    def _select(entries, path, regex, group, smp, options, keep=None):
+        """Entries matching every given criterion (None means any)."""
         pattern = re.compile(regex) if regex else None
-        for e in self.metrics:
+        out = []
+        for e in entries:
             if path is not None and e['path'] != path:
                 continue
             if pattern is not None and not pattern.search(e['path']):
@@ -468,32 +469,24 @@ class Results:
                 continue
             if smp is not None and e['smp'] != smp:
                 continue
-            if test is not None and e['test'] != test:
-                continue
             if options and any(str(e['options'].get(k)) != str(v) for k, v in options.items()):
                 continue
-            if any(str(e['attrs'].get(k, (e['observed'].get(k) or [None])[0])) != str(v)
-                   for k, v in attrs.items()):
+            if keep is not None and not keep(e):
                 continue
             out.append(e)
         return out
 
+    def find(self, path=None, regex=None, group=None, smp=None, test=None, options=None,
+             **attrs):
+        def keep(e):
+            if test is not None and e['test'] != test:
+                return False
+            return all(str(e['attrs'].get(k, (e['observed'].get(k) or [None])[0])) == str(v)
+                       for k, v in attrs.items())
+        return self._select(self.metrics, path, regex, group, smp, options, keep)
+
     def find_hists(self, path=None, regex=None, group=None, smp=None, options=None):
-        out = []
-        pattern = re.compile(regex) if regex else None
-        for e in self.hists:
-            if path is not None and e['path'] != path:
-                continue
-            if pattern is not None and not pattern.search(e['path']):
-                continue
-            if group is not None and e['group'] != group:
-                continue
-            if smp is not None and e['smp'] != smp:
-                continue
-            if options and any(str(e['options'].get(k)) != str(v) for k, v in options.items()):
-                continue
-            out.append(e)
-        return out
+        return self._select(self.hists, path, regex, group, smp, options)
 
     def paths(self, regex, hists=False):
         pattern = re.compile(regex)

@@ -20,8 +20,8 @@
 #define KVM_FEATURE_PV_UNHALT 7
 #define KVM_HC_KICK_CPU 5
 
-enum kick_method { KICK_IPI, KICK_VMCALL, KICK_VMMCALL };
-static enum kick_method kick_method = KICK_IPI;
+static bool kick_by_hypercall; /* PV unhalt is offered */
+static bool use_vmmcall;       /* AMD and Hygon: VMMCALL, Intel: VMCALL */
 
 void kvm_pv_init(void)
 {
@@ -47,7 +47,8 @@ void kvm_pv_init(void)
 	memcpy(sig + 4, &r[3], 4);
 	memcpy(sig + 8, &r[2], 4);
 	bool amd = memcmp(sig, "AuthenticAMD", 12) == 0 || memcmp(sig, "HygonGenuine", 12) == 0;
-	kick_method = amd ? KICK_VMMCALL : KICK_VMCALL;
+	use_vmmcall = amd;
+	kick_by_hypercall = true;
 	kprintf("# kvm: PV unhalt: the PV ticketlock kicks by KVM_HC_KICK_CPU (%s)\n",
 	        amd ? "vmmcall" : "vmcall");
 }
@@ -55,23 +56,20 @@ void kvm_pv_init(void)
 /* True when the host took the kick; false means "send the IPI instead". */
 bool kvm_kick_cpu(uint32_t apic_id)
 {
-	long ret;
+	long ret, nr = KVM_HC_KICK_CPU;
+	unsigned long flags = 0, target = apic_id;
 
-	switch (kick_method) {
-	case KICK_VMCALL:
-		__asm__ volatile("vmcall"
-		                 : "=a"(ret)
-		                 : "a"((long)KVM_HC_KICK_CPU), "b"(0ul), "c"((unsigned long)apic_id)
-		                 : "memory");
-		return ret == 0;
-	case KICK_VMMCALL:
+	if (!kick_by_hypercall)
+		return false;
+	if (use_vmmcall)
 		__asm__ volatile("vmmcall"
 		                 : "=a"(ret)
-		                 : "a"((long)KVM_HC_KICK_CPU), "b"(0ul), "c"((unsigned long)apic_id)
+		                 : "a"(nr), "b"(flags), "c"(target)
 		                 : "memory");
-		return ret == 0;
-	case KICK_IPI:
-		break;
-	}
-	return false;
+	else
+		__asm__ volatile("vmcall"
+		                 : "=a"(ret)
+		                 : "a"(nr), "b"(flags), "c"(target)
+		                 : "memory");
+	return ret == 0;
 }

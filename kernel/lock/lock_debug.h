@@ -99,19 +99,6 @@ static inline void lock_wait_begin(struct lock_wait *w)
 	w->spins = 0;
 }
 
-/* One spin of a waiter; every LOCK_TIMEOUT_CHECK_EVERY spins, check the clock. */
-static inline void lock_wait_spin(struct lock_wait *w, const struct lock_meta *m, const void *lock)
-{
-#ifdef LOCK_DEBUG
-	if (lock_unlikely((++w->spins & (LOCK_TIMEOUT_CHECK_EVERY - 1)) == 0))
-		lock_wait_check(w, m, lock);
-#else
-	(void)w;
-	(void)m;
-	(void)lock;
-#endif
-}
-
 /* Check the clock now (after a halt, where spins are few but long). */
 static inline void lock_wait_poll(struct lock_wait *w, const struct lock_meta *m, const void *lock)
 {
@@ -122,6 +109,16 @@ static inline void lock_wait_poll(struct lock_wait *w, const struct lock_meta *m
 	(void)m;
 	(void)lock;
 #endif
+}
+
+/* One spin of a waiter; every LOCK_TIMEOUT_CHECK_EVERY spins, check the clock. */
+static inline void lock_wait_spin(struct lock_wait *w, const struct lock_meta *m, const void *lock)
+{
+#ifdef LOCK_DEBUG
+	if (lock_likely((++w->spins & (LOCK_TIMEOUT_CHECK_EVERY - 1)) != 0))
+		return;
+#endif
+	lock_wait_poll(w, m, lock);
 }
 
 /* Just acquired (@w: the wait state if we had to wait, else NULL). */
