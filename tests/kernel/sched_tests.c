@@ -514,17 +514,30 @@ static void pinned_worker(void *arg)
 	}
 }
 
+/*
+ * Each hop pins the thread to one CPU: an unpinned thread that moves
+ * itself lands on that CPU's queue, where an idle CPU may rightly take it
+ * before it runs (docs/sched.md), so only a pinned one must be there.
+ */
 static void hopper(void *arg)
 {
 	(void)arg;
 	int cpu;
+	cpumask_t only;
 	for (int round = 0; round < 3; round++) {
 		for_each_online_cpu(cpu) {
-			if (thread_migrate(this_thread(), cpu) != 0 || smp_processor_id() != cpu)
+			cpumask_clear(&only);
+			cpumask_set_cpu(cpu, &only);
+			if (thread_set_affinity(this_thread(), &only) != 0 ||
+			    smp_processor_id() != cpu)
 				af.bad_hops++;
 			af.hops++;
 		}
 	}
+	/* Unpinned again, a move to any CPU is accepted. */
+	if (thread_set_affinity(this_thread(), &cpu_online_mask) != 0 ||
+	    thread_migrate(this_thread(), num_online_cpus() - 1) != 0)
+		af.bad_hops++;
 }
 
 static void sleeper_moved(void *arg)
