@@ -7,22 +7,69 @@ set -e
 PACKAGES="nasm grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools qemu-system-x86 ovmf \
 ipxe-qemu python3 gnuplot-nox lava-dispatcher rt-tests"
 
+# QEMU's TCG emulates x2APIC from 8.1 on; Debian 12 ships 7.2, and its
+# backports carry a newer one.  LOCKLAB_KEEP_QEMU=1 keeps the system's.
+QEMU_MIN=8.1
+
+need_root() {
+	if [ "$(id -u)" != 0 ]; then
+		echo "deps: $1" >&2
+		echo "deps: run as root:  $2" >&2
+		exit 1
+	fi
+}
+
+qemu_version() {
+	qemu-system-x86_64 --version 2>/dev/null | sed -n 's/^QEMU emulator version \([0-9]*\.[0-9]*\).*/\1/p'
+}
+
+# Is version $1 at least $2?  (major.minor)
+version_ge() {
+	[ "$(printf '%s\n%s\n' "$2" "$1" | sort -t. -k1,1n -k2,2n | head -n1)" = "$2" ]
+}
+
 missing=""
 for p in $PACKAGES; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
 
-if ! command -v apt-get >/dev/null 2>&1; then
-	echo "deps: missing:$missing (this script knows only apt-get; install them by hand)" >&2
+if [ -n "$missing" ]; then
+	if ! command -v apt-get >/dev/null 2>&1; then
+		echo "deps: missing:$missing (this script knows only apt-get; install them by hand)" >&2
+		exit 1
+	fi
+	need_root "missing:$missing" "apt-get update && apt-get install -y --no-install-recommends$missing"
+	echo "deps: installing:$missing"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+have=$(qemu_version)
+if [ -z "$have" ]; then
+	echo "deps: qemu-system-x86_64 --version says nothing we can read" >&2
 	exit 1
 fi
-if [ "$(id -u)" != 0 ]; then
-	echo "deps: missing:$missing" >&2
-	echo "deps: run as root:  apt-get update && apt-get install -y --no-install-recommends$missing" >&2
+version_ge "$have" "$QEMU_MIN" && exit 0
+if [ "${LOCKLAB_KEEP_QEMU:-0}" = 1 ]; then
+	echo "deps: keeping QEMU $have (LOCKLAB_KEEP_QEMU=1); the x2apic leg needs $QEMU_MIN or later and will fail" >&2
+	exit 0
+fi
+codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+if [ "$codename" != bookworm ]; then
+	echo "deps: QEMU $have is older than $QEMU_MIN (no x2APIC under TCG); install a newer qemu-system-x86," >&2
+	echo "deps: or set LOCKLAB_KEEP_QEMU=1 to go on without the x2apic leg" >&2
 	exit 1
 fi
-echo "deps: installing:$missing"
+list=/etc/apt/sources.list.d/locklab-bookworm-backports.list
+need_root "QEMU $have is older than $QEMU_MIN (no x2APIC under TCG)" \
+	"echo 'deb http://deb.debian.org/debian bookworm-backports main' > $list && apt-get update && apt-get install -y --no-install-recommends -t bookworm-backports qemu-system-x86"
+echo "deps: QEMU $have has no x2APIC under TCG; installing qemu-system-x86 from bookworm-backports"
+grep -qs '^deb .* bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/*.list ||
+	echo 'deb http://deb.debian.org/debian bookworm-backports main' >"$list"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends $missing >/dev/null
+apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 >/dev/null
+have=$(qemu_version)
+version_ge "$have" "$QEMU_MIN" || { echo "deps: still QEMU $have after the backports install" >&2; exit 1; }
+echo "deps: QEMU $have"

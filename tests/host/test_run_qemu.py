@@ -61,7 +61,11 @@ class Options(unittest.TestCase):
     def test_bad_options_exit_4(self):
         for argv in (['--smp', '0'], ['--smp', 'four'], ['--accel', 'hvf'], ['--bogus'],
                      ['--firmware', 'coreboot'], ['--machine', 'isapc'], ['--timeout', '0'],
-                     ['--memory', '1'], ['--iso', 'a', '--pxe', 'b'], ['stray']):
+                     ['--memory', '1'], ['--iso', 'a', '--pxe', 'b'], ['stray'],
+                     ['--apic-ids', '1,2'], ['--apic-ids', '0,3,3'], ['--apic-ids', '0,x'],
+                     ['--apic-ids', '0,4096'], ['--apic-ids', '0,-1'],
+                     ['--apic-ids', '0,1', '--smp', '2'],
+                     ['--apic-ids', '0,300', '--machine', 'pc']):
             code, err = self.exit_code(argv)
             self.assertEqual(code, 4, argv)
             self.assertIn('run-qemu: error:', err)
@@ -197,6 +201,34 @@ class Decisions(unittest.TestCase):
                 command = rq.build_command(['qemu'], opts, 'kvm', '', tmp)
                 self.assertEqual(command[command.index('-cpu') + 1], cpu)
                 self.assertEqual(command[command.index('-accel') + 1], 'kvm')
+
+    def test_apic_ids_topology(self):
+        opts = rq.parse_args(['--apic-ids', '0,1,256,4095'])
+        self.assertEqual(opts.smp, 4)
+        self.assertEqual(rq.topology_args([0, 1, 256, 4095], 'max,+x2apic'), [
+            '-smp', 'cpus=1,maxcpus=4096,sockets=16,cores=256,threads=1',
+            '-device', 'intel-iommu,intremap=on,eim=on',
+            '-device', 'max-x86_64-cpu,socket-id=0,core-id=1,thread-id=0',
+            '-device', 'max-x86_64-cpu,socket-id=1,core-id=0,thread-id=0',
+            '-device', 'max-x86_64-cpu,socket-id=15,core-id=255,thread-id=0'])
+        # Below 255 one socket is enough, and QEMU needs no IOMMU.
+        self.assertEqual(rq.topology_args([0, 3, 17], 'host'), [
+            '-smp', 'cpus=1,maxcpus=18,sockets=1,cores=18,threads=1',
+            '-device', 'host-x86_64-cpu,socket-id=0,core-id=3,thread-id=0',
+            '-device', 'host-x86_64-cpu,socket-id=0,core-id=17,thread-id=0'])
+        self.assertIn('eim=on', ' '.join(rq.topology_args([0, 255], 'max')))
+        self.assertEqual(rq.topology_args([0], 'max'),
+                         ['-smp', 'cpus=1,maxcpus=1,sockets=1,cores=1,threads=1'])
+
+    def test_apic_ids_command(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            iso = os.path.join(tmp, 'a.iso')
+            open(iso, 'w').close()
+            opts = rq.parse_args(['--iso', iso, '--apic-ids', '0,300'])
+            for accel, machine in (('tcg', 'q35'), ('kvm', 'q35,kernel-irqchip=split')):
+                command = rq.build_command(['qemu'], opts, accel, '', tmp)
+                self.assertEqual(command[command.index('-machine') + 1], machine)
+                self.assertEqual(command.count('-smp'), 1)
 
     def test_pxe_command(self):
         with tempfile.TemporaryDirectory() as tmp:
