@@ -17,6 +17,7 @@ global early_pml4
 global mb_magic
 global mb_info
 extern kmain
+extern cpus
 global boot_stack_top
 
 section .boot.text
@@ -173,6 +174,13 @@ higher_half:
 	mov rsp, boot_stack_top
 	xor ebp, ebp
 	push rbp			; a zero return address ends backtraces
+	; GS holds the boot CPU's struct cpu from here on (cpu_init sets it again
+	; with the GDT): the inline lock fast path counts preemption through it.
+	mov ecx, 0xc0000101		; IA32_GS_BASE
+	mov rax, cpus
+	mov rdx, rax
+	shr rdx, 32
+	wrmsr
 	mov edi, [mb_magic]
 	mov esi, [mb_info]
 	call kmain

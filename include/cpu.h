@@ -22,6 +22,12 @@ struct cpu {
 	struct cpu *self; /* must stay first: this_cpu() reads %gs:0 */
 	int id;           /* dense index 0..ncpus-1; the boot CPU is 0 */
 	uint32_t apic_id;
+	/*
+	 * kernel/sched: here so that one %gs-relative instruction reaches them;
+	 * kernel/lock/arch_kernel.h inlines the same offsets (checked in sched.c).
+	 */
+	int preempt_count;      /* >0: no preemption on this CPU */
+	volatile bool resched;  /* the scheduler wants this CPU to switch */
 	uint64_t percpu_offset; /* added to a per-CPU variable's address */
 	volatile bool online;
 	struct fault_catch *fault; /* an exception a test expects, or NULL */
@@ -29,11 +35,8 @@ struct cpu {
 	struct tss tss;
 	volatile uint64_t heartbeat; /* advanced by the timer tick (watchdog) */
 	int irq_depth;               /* >0 inside an interrupt handler */
-	volatile bool resched;       /* the scheduler wants this CPU to switch */
-	/* kernel/sched: here so that one %gs-relative instruction reaches them. */
-	int preempt_count;   /* >0: no preemption on this CPU */
-	void *sched_current; /* the thread running on this CPU (struct thread) */
-	void *arch;          /* owned by kernel/apic */
+	void *sched_current;         /* the thread running on this CPU (struct thread) */
+	void *arch;                  /* owned by kernel/apic */
 } __cacheline_aligned;
 
 extern struct cpu cpus[MAX_CPUS];

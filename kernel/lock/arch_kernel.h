@@ -2,10 +2,10 @@
  * arch_kernel.h - kernel side of the lock arch layer (x86-64, freestanding).
  *
  * The kernel provides the functions declared extern below; kernel/lock/ never
- * includes another kernel header.  Three hooks (lock_preempt_disable,
- * lock_preempt_enable, lock_cond_resched) have weak no-op definitions in
- * arch_kernel.c; the scheduler overrides them by defining strong ones, as
- * it does the preempt=rt switch (rt_spinlocks, rt_spin_*).
+ * includes another kernel header.  Two hooks (lock_preempt_resched,
+ * lock_cond_resched) have weak no-op definitions in arch_kernel.c; the
+ * scheduler overrides them by defining strong ones, as it does the
+ * preempt=rt switch (rt_spinlocks, rt_spin_*).
  */
 #ifndef LOCKLAB_LOCK_ARCH_KERNEL_H
 #define LOCKLAB_LOCK_ARCH_KERNEL_H
@@ -27,9 +27,42 @@ extern int kprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern _Noreturn void panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- weak defaults in arch_kernel.c; the scheduler may override -------- */
-extern void lock_preempt_disable(void);
-extern void lock_preempt_enable(void);
-extern void lock_cond_resched(void); /* called by cond_resched_lock() with the lock dropped */
+extern void lock_preempt_resched(void); /* the preemption count fell to 0, a switch is due */
+extern void lock_cond_resched(void);    /* called by cond_resched_lock() with the lock dropped */
+
+/*
+ * Every spin_lock() disables preemption and every unlock enables it, so
+ * these sit on the fast path of every lock measured: inline, one
+ * %gs-relative instruction each on the CPU's own struct cpu (include/cpu.h;
+ * kernel/sched/sched.c checks the offsets), and a call only when the count
+ * falls to zero with a reschedule pending.  GS holds the boot CPU's struct
+ * cpu from the 64-bit entry on (boot/entry.asm), so locks taken before
+ * cpu_init() count there too.  A single read-modify-write instruction
+ * cannot be split by an interrupt or a migration.
+ */
+#define LOCK_CPU_PREEMPT_COUNT_OFFSET 16
+#define LOCK_CPU_RESCHED_OFFSET 20
+
+static inline void lock_preempt_disable(void)
+{
+	__asm__ volatile("incl %%gs:%c0" : : "i"(LOCK_CPU_PREEMPT_COUNT_OFFSET) : "memory");
+}
+
+static inline void lock_preempt_enable(void)
+{
+	bool zero;
+	uint8_t resched;
+
+	__asm__ volatile("decl %%gs:%c1"
+	                 : "=@ccz"(zero)
+	                 : "i"(LOCK_CPU_PREEMPT_COUNT_OFFSET)
+	                 : "memory");
+	if (!zero)
+		return;
+	__asm__ volatile("movb %%gs:%c1, %0" : "=q"(resched) : "i"(LOCK_CPU_RESCHED_OFFSET));
+	if (resched)
+		lock_preempt_resched();
+}
 
 /*
  * preempt=rt: spinlock_t becomes the scheduler's rt-mutex (spinlock.h).

@@ -520,16 +520,16 @@ bool sched_can_sleep(void)
 
 extern bool percpu_ready;
 
-void lock_preempt_disable(void)
-{
-	if (percpu_ready)
-		preempt_count_inc();
-}
+_Static_assert(offsetof(struct cpu, preempt_count) == LOCK_CPU_PREEMPT_COUNT_OFFSET,
+               "kernel/lock/arch_kernel.h must follow struct cpu's preempt_count");
+_Static_assert(offsetof(struct cpu, resched) == LOCK_CPU_RESCHED_OFFSET &&
+                   sizeof(((struct cpu *)0)->resched) == 1,
+               "kernel/lock/arch_kernel.h must follow struct cpu's resched");
 
-void lock_preempt_enable(void)
+/* A spin_unlock() let the count fall to zero with a reschedule pending. */
+void lock_preempt_resched(void)
 {
-	if (percpu_ready)
-		preempt_enable();
+	preempt_check();
 }
 
 /*

@@ -111,6 +111,16 @@ class MatrixRuns(unittest.TestCase):
         self.assertTrue(any(l.startswith('FAIL no-match: expected exit 1, got 1 \u2014 no match')
                             for l in lines))
 
+    def test_host_leg(self):
+        proc = self.run_matrix('host-ok | 0 | !true\n'
+                               'host-bad | 0 | !sh -c "echo broken; exit 3"\n')
+        lines = proc.stdout.splitlines()
+        self.assertRegex(lines[0], r'^PASS host-ok \(exit 0, [0-9.]+ s\)$')
+        self.assertEqual(lines[1], 'FAIL host-bad: expected exit 0, got 3 \u2014 '
+                         "sh -c 'echo broken; exit 3' exited 3")
+        self.assertIn('    | broken', lines)
+        self.assertEqual(lines[-1], '1 passed, 1 failed')
+
     def test_only_and_list(self):
         text = 'a1 | 1 | --iso ISO\na2 | 1 | --iso ISO\nb1 | 1 | --iso ISO\n'
         listed = self.run_matrix(text, '--list', '--only', 'a*')
