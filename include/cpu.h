@@ -20,7 +20,7 @@ struct tss {
 
 struct cpu {
 	struct cpu *self; /* must stay first: this_cpu() reads %gs:0 */
-	int id;           /* dense index 0..ncpus-1; the boot CPU is 0 */
+	int id; /* dense index 0..ncpus-1; the boot CPU is 0 (offset: lock/arch_kernel.h) */
 	uint32_t apic_id;
 	/*
 	 * kernel/sched: here so that one %gs-relative instruction reaches them;

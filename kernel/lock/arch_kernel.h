@@ -14,7 +14,6 @@
 #include <stdint.h>
 
 /* ---- provided by the kernel ------------------------------------------- */
-extern int smp_processor_id(void);
 extern int num_online_cpus(void);
 extern unsigned long local_irq_save(void);
 extern void local_irq_restore(unsigned long flags);
@@ -40,6 +39,7 @@ extern void lock_cond_resched(void);    /* called by cond_resched_lock() with th
  * cpu_init() count there too.  A single read-modify-write instruction
  * cannot be split by an interrupt or a migration.
  */
+#define LOCK_CPU_ID_OFFSET 8
 #define LOCK_CPU_PREEMPT_COUNT_OFFSET 16
 #define LOCK_CPU_RESCHED_OFFSET 20
 
@@ -82,9 +82,12 @@ static inline void cpu_relax(void)
 	__asm__ __volatile__("pause" ::: "memory");
 }
 
+/* smp_processor_id() without the call: struct cpu's id, 0 before cpu_init() (GS: see above). */
 static inline int arch_cpu_id(void)
 {
-	return smp_processor_id();
+	int id;
+	__asm__ volatile("movl %%gs:%c1, %0" : "=r"(id) : "i"(LOCK_CPU_ID_OFFSET));
+	return id;
 }
 static inline int arch_num_cpus(void)
 {

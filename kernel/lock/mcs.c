@@ -30,10 +30,13 @@
  * until mcs_unlock(l, node).  mcs_spin_lock(l) uses this CPU's array of
  * LOCK_MAX_NESTING nodes, one per lock held or awaited at once (task,
  * softirq, hardirq, NMI nesting, or locks nested in task context).  A free
- * node is found and claimed with interrupts off so that an interrupt taking
- * an MCS lock meanwhile cannot claim the same node; releases may come in any
- * order, each one searching this CPU's nodes for the one tagged with its
- * lock.
+ * node is claimed by a plain read of its owner and a store, with interrupts
+ * left as they are: an interrupt or NMI that arrives between the two may
+ * claim the same node, but it releases every lock it took before it
+ * returns, so the node is free again when we store.  Only this CPU touches
+ * its nodes' owner fields, and the caller keeps us on this CPU (preemption
+ * off).  Releases may come in any order, each one searching this CPU's nodes
+ * for the one tagged with its lock.
  *
  * Fairness: FIFO in the order of the tail exchange.
  */
@@ -110,21 +113,19 @@ bool mcs_is_locked(const struct mcs_lock *l)
 static struct mcs_node *node_claim(struct mcs_lock *l)
 {
 	int cpu = arch_cpu_id();
-	unsigned long flags;
 
 	if (cpu < 0 || cpu >= LOCK_MAX_CPUS)
 		lock_panic("mcs: CPU#%d beyond LOCK_MAX_CPUS (%d)", cpu, LOCK_MAX_CPUS);
-	flags = arch_irq_save();
 	for (int i = 0; i < LOCK_MAX_NESTING; i++) {
 		struct mcs_node *n = &mcs_nodes[cpu][i];
 
-		if (!n->owner) {
-			n->owner = l;
-			arch_irq_restore(flags);
+		/* Compiler ordering only: an interrupt is this CPU, in program order. */
+		if (!__atomic_load_n(&n->owner, __ATOMIC_RELAXED)) {
+			__atomic_store_n(&n->owner, l, __ATOMIC_RELAXED);
+			__atomic_signal_fence(__ATOMIC_SEQ_CST);
 			return n;
 		}
 	}
-	arch_irq_restore(flags);
 	lock_panic("mcs: CPU#%d holds or awaits more than %d MCS locks", cpu, LOCK_MAX_NESTING);
 }
 

@@ -29,7 +29,10 @@ void mcs_lock(struct mcs_lock *l, struct mcs_node *node);
 bool mcs_trylock(struct mcs_lock *l, struct mcs_node *node);
 void mcs_unlock(struct mcs_lock *l, struct mcs_node *node);
 
-/* The same with this CPU's nodes (LOCK_MAX_NESTING at once, any release order). */
+/*
+ * The same with this CPU's nodes (LOCK_MAX_NESTING at once, any release order);
+ * the caller must stay on this CPU until the unlock (preemption off).
+ */
 void mcs_spin_lock(struct mcs_lock *l);
 bool mcs_spin_trylock(struct mcs_lock *l);
 void mcs_spin_unlock(struct mcs_lock *l);

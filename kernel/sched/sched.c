@@ -520,6 +520,8 @@ bool sched_can_sleep(void)
 
 extern bool percpu_ready;
 
+_Static_assert(offsetof(struct cpu, id) == LOCK_CPU_ID_OFFSET,
+               "kernel/lock/arch_kernel.h must follow struct cpu's id");
 _Static_assert(offsetof(struct cpu, preempt_count) == LOCK_CPU_PREEMPT_COUNT_OFFSET,
                "kernel/lock/arch_kernel.h must follow struct cpu's preempt_count");
 _Static_assert(offsetof(struct cpu, resched) == LOCK_CPU_RESCHED_OFFSET &&
