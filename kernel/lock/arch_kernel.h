@@ -36,8 +36,9 @@ extern void lock_cond_resched(void);    /* called by cond_resched_lock() with th
  * kernel/sched/sched.c checks the offsets), and a call only when the count
  * falls to zero with a reschedule pending.  GS holds the boot CPU's struct
  * cpu from the 64-bit entry on (boot/entry.asm), so locks taken before
- * cpu_init() count there too.  A single read-modify-write instruction
- * cannot be split by an interrupt or a migration.
+ * cpu_init() count there too; an AP runs cpu_init() before it takes any.
+ * A single read-modify-write instruction cannot be split by an interrupt
+ * or a migration.
  */
 #define LOCK_CPU_ID_OFFSET 8
 #define LOCK_CPU_PREEMPT_COUNT_OFFSET 16
