@@ -119,6 +119,43 @@ struct thread *sched_switch(struct thread *prev, struct thread *next);
 void sched_timer_arm(struct thread *t, uint64_t deadline);
 void sched_timer_cancel(struct thread *t);
 
+/* sched.c: run queue lists (rq locked) and the requests between CPUs. */
+void enqueue(struct rq *rq, struct thread *t, bool head);
+void dequeue(struct rq *rq, struct thread *t);
+int top_queued_prio(const struct rq *rq);
+struct thread *first_queued(struct rq *rq); /* rq->nr_queued must be > 0 */
+/* Ask `cpu` to reschedule (an IPI unless it is this one or already asked). */
+void resched_cpu(int cpu);
+/* Threads allowed on `aff` wait on CPU `busy`: wake one idle CPU that may take one. */
+void kick_idle(int busy, const cpumask_t *aff);
+/* t was just queued on rq (locked): preempt rq's CPU, or kick an idle one to take t. */
+void check_preempt(struct rq *rq, struct thread *t);
+/* A sleeping call from where nothing may sleep: panic with the context. */
+__noreturn void atomic_sleep_bug(const char *what);
+
+/* timer.c */
+void sched_timer_init(void);
+/* Arm this CPU's timer for its next event (rq locked, interrupts off); see timer.c. */
+void rq_program_timer(struct rq *rq, uint64_t now, bool force);
+/* The LAPIC timer's hook. */
+void sched_tick(struct trapframe *tf);
+
+/* thread.c */
+void thread_fields_init(struct thread *t, const char *name, int prio, int cpu);
+void *thread_stack_alloc(size_t size);
+/* The stack a first switch to t pops, ending in sched_thread_entry (switch.asm). */
+void thread_prepare_stack(struct thread *t);
+/* A dead thread has switched out for good: thread_join() may return. */
+void thread_reap(struct thread *t);
+void thread_dump(const struct thread *t);
+void thread_pool_dump(void);
+
+/* idle.c */
+extern cpumask_t idle_mask; /* CPUs in their idle loop, about to halt or halted */
+void sched_idle_init(void);
+void sched_idle_entry(void *arg);    /* CPU 0's idle thread */
+void sched_launch_worker(void *arg); /* one per AP: runs smp_launch() work */
+
 /* rtmutex.c: set t's base priority and re-derive the inherited one. */
 void pi_set_base_prio(struct thread *t, int prio);
 

@@ -1,6 +1,10 @@
 /*
- * The scheduler: threads, per-CPU run queues, the context switch and its
- * bookkeeping, timed sleep, the tick, the idle loop and the balancer.
+ * The scheduler: per-CPU run queues, the context switch and its
+ * bookkeeping, preemption points, waking, start-up.  The rest of it:
+ * timer.c (the one-shot timer, the tick, timed sleep), thread.c (the thread
+ * pool, creation, join, affinity, migration, priority), idle.c (the idle
+ * loop, the balancer, smp_launch's workers), wait.c (wait queues) and
+ * rtmutex.c (priority inheritance, preempt=rt's spinlock_t).
  *
  * Run queues.  Each CPU has one, with a FIFO list per priority and a bitmap
  * of the non-empty ones, so picking the next thread is a find-last-set.
@@ -35,28 +39,17 @@
 #include "internal.h"
 #include "irq.h"
 #include "kernel.h"
-#include "mm.h"
 #include "tlb.h"
 
-#define MAX_THREADS 256
-#define IDLE_CHECK_MS 500
-#define EXPIRE_BATCH 16
 #define ADOPT_TIMEOUT_MS 1000
-#define PULL_RETRY_US 2000
 
 struct rq runqueues[MAX_CPUS];
 volatile bool sched_running;
 static enum preempt_model model = PREEMPT_FULL;
-static cpumask_t idle_mask; /* CPUs in their idle loop, about to halt or halted */
-static uint64_t tick_cycles, slice_cycles, idle_check_cycles, pull_retry_cycles;
+static uint64_t slice_cycles;
 
 static struct thread boot_thread;
 static struct thread idle_threads[MAX_CPUS];
-static struct thread thread_pool[MAX_THREADS];
-static bool pool_busy[MAX_THREADS];
-static volatile int pool_lock;
-static int next_thread_id = 1;
-static DEFINE_WAIT_QUEUE(exit_wq);
 
 enum preempt_model sched_model(void)
 {
@@ -70,7 +63,7 @@ static bool model_preempts(void)
 
 /* ---- Run queue lists. */
 
-static void enqueue(struct rq *rq, struct thread *t, bool head)
+void enqueue(struct rq *rq, struct thread *t, bool head)
 {
 	struct sched_link *q = &rq->queue[t->prio];
 
@@ -83,7 +76,7 @@ static void enqueue(struct rq *rq, struct thread *t, bool head)
 	t->queued = true;
 }
 
-static void dequeue(struct rq *rq, struct thread *t)
+void dequeue(struct rq *rq, struct thread *t)
 {
 	link_del(&t->rq_link);
 	if (link_empty(&rq->queue[t->prio]))
@@ -92,7 +85,7 @@ static void dequeue(struct rq *rq, struct thread *t)
 	t->queued = false;
 }
 
-static int top_queued_prio(const struct rq *rq)
+int top_queued_prio(const struct rq *rq)
 {
 	return rq->bitmap ? 31 - __builtin_clz(rq->bitmap) : SCHED_PRIO_IDLE - 1;
 }
@@ -120,7 +113,7 @@ struct rq *thread_rq_lock(struct thread *t)
 
 /* ---- Asking a CPU to reschedule. */
 
-static void resched_cpu(int cpu)
+void resched_cpu(int cpu)
 {
 	struct cpu *c = &cpus[cpu];
 
@@ -155,12 +148,12 @@ static void kick_idle_n(int busy, const cpumask_t *aff, int n)
 	}
 }
 
-static void kick_idle(int busy, const cpumask_t *aff)
+void kick_idle(int busy, const cpumask_t *aff)
 {
 	kick_idle_n(busy, aff, 1);
 }
 
-static struct thread *first_queued(struct rq *rq)
+struct thread *first_queued(struct rq *rq)
 {
 	return link_entry(rq->queue[31 - __builtin_clz(rq->bitmap)].next, struct thread, rq_link);
 }
@@ -170,14 +163,12 @@ static void kick_idle_for(struct rq *rq, struct thread *t)
 	kick_idle(rq->cpu, &t->affinity);
 }
 
-static bool model_preempts(void);
-
 /*
  * t was just queued on rq (locked): should it take the CPU?  If it waits --
  * behind an equal or higher priority, or, under none and voluntary, until
  * the running thread lets go -- an idle CPU may run it instead.
  */
-static void check_preempt(struct rq *rq, struct thread *t)
+void check_preempt(struct rq *rq, struct thread *t)
 {
 	bool higher = t->prio > rq->curr->prio;
 
@@ -185,149 +176,6 @@ static void check_preempt(struct rq *rq, struct thread *t)
 		resched_cpu(rq->cpu);
 	if (!higher || (!model_preempts() && rq->curr != rq->idle))
 		kick_idle_for(rq, t);
-}
-
-/* ---- The timer. */
-
-static struct thread *first_timer(struct rq *rq)
-{
-	return link_entry(rq->timers.next, struct thread, timer_link);
-}
-
-static void timer_hw_arm(uint64_t target)
-{
-	if (lapic_timer_deadline(target))
-		return;
-	/* Relative to now, not to the caller's earlier reading: it may have waited for a lock. */
-	uint64_t now = rdtsc();
-	uint64_t ns = (int64_t)(target - now) > 0 ? tsc_to_ns(target - now) : 0;
-	lapic_timer_oneshot(ns ? ns : 1);
-}
-
-/* UINT64_MAX is "nothing yet"; TSC values compare modulo 2^64. */
-static void earliest(uint64_t *target, uint64_t t)
-{
-	if (*target == UINT64_MAX || (int64_t)(t - *target) < 0)
-		*target = t;
-}
-
-/*
- * Arm this CPU's timer for its next event (rq locked, interrupts off).
- * Without `force` an earlier event already armed is kept: its interrupt
- * re-arms with force.  timer_armed mirrors the hardware (sched_tick clears
- * it when a one-shot fires), so an unchanged event costs no APIC access.
- */
-static void rq_program_timer(struct rq *rq, uint64_t now, bool force)
-{
-	uint64_t target = UINT64_MAX;
-	struct thread *curr = rq->curr;
-
-	if (!link_empty(&rq->timers))
-		earliest(&target, first_timer(rq)->wake_tsc);
-	if (curr != rq->idle) {
-		earliest(&target, rq->last_tick + tick_cycles);
-		if (rq->bitmap & (1u << curr->prio))
-			earliest(&target, curr->slice_end);
-	} else if (rq->cpu == 0) {
-		earliest(&target, now + idle_check_cycles);
-	}
-	if (target == UINT64_MAX) {
-		if (rq->timer_armed) /* a fired one-shot is not (sched_tick) */
-			lapic_timer_stop();
-		rq->timer_armed = false;
-		return;
-	}
-	if (rq->timer_armed && rq->next_event == target)
-		return;
-	if (!force && rq->timer_armed && (int64_t)(rq->next_event - target) <= 0)
-		return;
-	rq->next_event = target;
-	rq->timer_armed = true;
-	timer_hw_arm(target);
-}
-
-void sched_timer_arm(struct thread *t, uint64_t deadline)
-{
-	struct rq *rq = this_rq();
-	struct sched_link *pos;
-
-	sched_timer_cancel(t);
-	rq_lock(rq);
-	t->wake_tsc = deadline;
-	t->timer_cpu = rq->cpu;
-	for (pos = rq->timers.next; pos != &rq->timers; pos = pos->next)
-		if ((int64_t)(link_entry(pos, struct thread, timer_link)->wake_tsc - deadline) > 0)
-			break;
-	link_add_before(&t->timer_link, pos);
-	rq_program_timer(rq, rdtsc(), false);
-	rq_unlock(rq);
-}
-
-void sched_timer_cancel(struct thread *t)
-{
-	unsigned long flags = local_irq_save();
-	int cpu = __atomic_load_n(&t->timer_cpu, __ATOMIC_ACQUIRE);
-
-	if (cpu >= 0) {
-		struct rq *rq = &runqueues[cpu];
-		rq_lock(rq);
-		if (t->timer_cpu == cpu) {
-			link_del(&t->timer_link);
-			t->timer_cpu = -1;
-		}
-		rq_unlock(rq);
-	}
-	local_irq_restore(flags);
-	/* A tick that already took it off its list may still be waking it. */
-	while (__atomic_load_n(&t->timer_firing, __ATOMIC_ACQUIRE))
-		cpu_relax();
-}
-
-/* The LAPIC timer's hook: sleepers whose deadline passed, the slice, the next event. */
-static void sched_tick(struct trapframe *tf)
-{
-	struct thread *expired[EXPIRE_BATCH];
-	int n = 0;
-
-	(void)tf;
-	if (!sched_running)
-		return;
-	struct rq *rq = this_rq();
-	uint64_t now = rdtsc();
-
-	rq_lock(rq);
-	rq->stats.ticks++;
-	rq->last_tick = now;
-	/* A one-shot (or deadline) timer that fired is disarmed; a periodic one is not. */
-	bool periodic = lapic_timer_is_periodic();
-	rq->timer_armed = periodic;
-	while (!link_empty(&rq->timers) && n < EXPIRE_BATCH) {
-		struct thread *t = first_timer(rq);
-		if ((int64_t)(now - t->wake_tsc) < 0)
-			break;
-		link_del(&t->timer_link);
-		t->timer_cpu = -1;
-		t->timer_firing = true;
-		t->timer_woken_tsc = now;
-		expired[n++] = t;
-	}
-	struct thread *curr = rq->curr;
-	if (curr != rq->idle && (rq->bitmap & (1u << curr->prio)) &&
-	    (int64_t)(now - curr->slice_end) >= 0) {
-		curr->slice_expired = true;
-		this_cpu()->resched = true;
-	}
-	/* Balance: a kick an idle CPU missed is repeated here, once per busy tick. */
-	if (rq->nr_queued && curr != rq->idle)
-		kick_idle(rq->cpu, &first_queued(rq)->affinity);
-	if (periodic)
-		rq->next_event = 0; /* someone restored the periodic tick: replace it */
-	rq_program_timer(rq, now, true);
-	rq_unlock(rq);
-	for (int i = 0; i < n; i++) {
-		wake_up_thread(expired[i]);
-		__atomic_store_n(&expired[i]->timer_firing, false, __ATOMIC_RELEASE);
-	}
 }
 
 static void resched_ipi(struct trapframe *tf)
@@ -345,8 +193,6 @@ static void check_stack(struct thread *t)
 		panic("thread %d (%s) overflowed its %zu-byte stack", t->id, t->name,
 		      t->stack_size);
 }
-
-static void reap(struct thread *t);
 
 /* In the new context, with the run queue lock its predecessor took. */
 static void finish_switch(struct thread *prev)
@@ -376,7 +222,7 @@ static void finish_switch(struct thread *prev)
 		prev->migrations++;
 	}
 	if (dead)
-		reap(prev);
+		thread_reap(prev);
 }
 
 /*
@@ -440,7 +286,7 @@ void sched_switch_out(void)
 	preempt_count_dec();
 }
 
-static __noreturn void atomic_sleep_bug(const char *what)
+__noreturn void atomic_sleep_bug(const char *what)
 {
 	struct thread *t = this_thread();
 	panic("%s in atomic context: thread %d (%s) on CPU %d, preempt_count %d, irq_depth %d",
@@ -599,222 +445,6 @@ bool wake_up_thread(struct thread *t)
 	return woke;
 }
 
-/* ---- Sleeping to a deadline. */
-
-void sched_timed_block(uint64_t deadline)
-{
-	struct thread *me = this_thread();
-	unsigned long flags = local_irq_save();
-
-	if (preempt_count() || this_cpu()->irq_depth)
-		atomic_sleep_bug("a timed sleep");
-	sched_timer_arm(me, deadline);
-	sched_switch_out();
-	local_irq_restore(flags);
-	sched_timer_cancel(me);
-}
-
-void sleep_until(uint64_t deadline)
-{
-	if (!sched_can_sleep()) {
-		/* Before the scheduler, or where nothing may sleep: wait in place. */
-		while ((int64_t)(rdtsc() - deadline) < 0)
-			cpu_relax();
-		return;
-	}
-	while ((int64_t)(rdtsc() - deadline) < 0) {
-		unsigned long flags = local_irq_save();
-		this_thread()->state = THREAD_BLOCKED;
-		sched_timed_block(deadline);
-		this_thread()->state = THREAD_RUNNING;
-		local_irq_restore(flags);
-	}
-}
-
-void sleep_ns(uint64_t ns)
-{
-	sleep_until(rdtsc() + ns_to_tsc(ns));
-}
-
-void msleep(uint64_t ms)
-{
-	sleep_ns(ms * NSEC_PER_MSEC);
-}
-
-/* ---- Threads: creation, start, exit, join. */
-
-static void pool_take_lock(unsigned long *flags)
-{
-	*flags = local_irq_save();
-	while (__atomic_exchange_n(&pool_lock, 1, __ATOMIC_ACQUIRE))
-		cpu_relax();
-}
-
-static void pool_drop_lock(unsigned long flags)
-{
-	__atomic_store_n(&pool_lock, 0, __ATOMIC_RELEASE);
-	local_irq_restore(flags);
-}
-
-static struct thread *pool_alloc(void)
-{
-	unsigned long flags;
-	struct thread *t = NULL;
-
-	pool_take_lock(&flags);
-	for (int i = 0; i < MAX_THREADS; i++) {
-		if (!pool_busy[i]) {
-			pool_busy[i] = true;
-			t = &thread_pool[i];
-			break;
-		}
-	}
-	pool_drop_lock(flags);
-	return t;
-}
-
-/* The slot keeps its stack for the next thread. */
-static void pool_free(struct thread *t)
-{
-	unsigned long flags;
-
-	pool_take_lock(&flags);
-	pool_busy[t - thread_pool] = false;
-	pool_drop_lock(flags);
-}
-
-/* Guarded (an unmapped page below) and kept by its pool slot for the next thread. */
-static void *stack_alloc(size_t size)
-{
-	void *base = kstack_alloc(size);
-	if (!base)
-		panic("no memory for a %zu-byte thread stack", size);
-	return base;
-}
-
-static void copy_name(struct thread *t, const char *name)
-{
-	strlcpy(t->name, name ? name : "thread", sizeof(t->name));
-}
-
-extern char sched_thread_entry[];
-
-/* The stack a first switch to t pops: six zeroed registers, then sched_thread_entry. */
-static void prepare_stack(struct thread *t)
-{
-	uint64_t *top = (uint64_t *)((char *)t->stack + t->stack_size);
-
-	*(uint64_t *)t->stack = STACK_MAGIC;
-	top[-1] = 0; /* a zero return address ends backtraces */
-	top[-2] = 0; /* keeps the entry's call 16-byte aligned */
-	top[-3] = (uint64_t)sched_thread_entry;
-	for (int i = 4; i <= 9; i++)
-		top[-i] = 0; /* rbp, rbx, r12..r15 */
-	t->rsp = (uint64_t)&top[-9];
-}
-
-static void thread_fields_init(struct thread *t, const char *name, int prio, int cpu)
-{
-	t->id = __atomic_fetch_add(&next_thread_id, 1, __ATOMIC_RELAXED);
-	copy_name(t, name);
-	t->state = THREAD_NEW;
-	t->prio = t->base_prio = prio;
-	t->cpu = cpu >= 0 ? cpu : smp_processor_id();
-	t->queued = false;
-	t->on_cpu = 0;
-	t->slice_expired = false;
-	t->migrate_to = -1;
-	t->migrate_disable = 0;
-	cpumask_clear(&t->affinity);
-	if (cpu >= 0) {
-		cpumask_set_cpu(cpu, &t->affinity);
-	} else {
-		int c;
-		for_each_online_cpu(c)
-			cpumask_set_cpu(c, &t->affinity);
-	}
-	link_init(&t->rq_link);
-	link_init(&t->timer_link);
-	t->timer_cpu = -1;
-	t->timer_firing = false;
-	t->pi_waiters = t->blocked_on = NULL;
-	t->reaped = false;
-	t->nvcsw = t->nivcsw = t->runtime_tsc = t->switched_in_tsc = t->migrations = 0;
-}
-
-struct thread *thread_create(void (*fn)(void *), void *arg, const char *name, int prio, int cpu)
-{
-	if (!sched_running)
-		panic("thread_create(%s) before sched_init()", name ? name : "?");
-	if (cpu != THREAD_ANY_CPU && !cpu_online(cpu))
-		return NULL;
-	if (prio < 0)
-		prio = 0;
-	if (prio > SCHED_PRIO_MAX)
-		prio = SCHED_PRIO_MAX;
-	struct thread *t = pool_alloc();
-	if (!t)
-		return NULL;
-	if (!t->stack) {
-		t->stack_size = THREAD_STACK_SIZE;
-		t->stack = stack_alloc(THREAD_STACK_SIZE);
-	}
-	thread_fields_init(t, name, prio, cpu);
-	t->pool = true;
-	t->fn = fn;
-	t->arg = arg;
-	prepare_stack(t);
-	return t;
-}
-
-/* Where a new thread runs soonest: an idle allowed CPU, else the least loaded. */
-static int select_cpu(struct thread *t)
-{
-	int cpu, best = -1, best_load = INT32_MAX, me = smp_processor_id();
-
-	if (cpumask_weight(&t->affinity) == 1)
-		return cpumask_next(-1, &t->affinity);
-	for_each_cpu(cpu, &t->affinity) {
-		if (!cpu_online(cpu))
-			continue;
-		struct rq *rq = &runqueues[cpu];
-		int load = 2 * READ_ONCE(rq->nr_queued) + (READ_ONCE(rq->curr) != rq->idle ? 2 : 0);
-		if (cpu == me)
-			load++; /* the creator is still running here */
-		if (load < best_load) {
-			best = cpu;
-			best_load = load;
-		}
-	}
-	return best >= 0 ? best : me;
-}
-
-void thread_start(struct thread *t)
-{
-	unsigned long flags = local_irq_save();
-
-	if (t->state != THREAD_NEW)
-		panic("thread_start(%s): already started", t->name);
-	int cpu = select_cpu(t);
-	__atomic_store_n(&t->cpu, cpu, __ATOMIC_RELEASE);
-	struct rq *rq = &runqueues[cpu];
-	rq_lock(rq);
-	t->state = THREAD_RUNNING;
-	enqueue(rq, t, false);
-	check_preempt(rq, t);
-	rq_unlock(rq);
-	local_irq_restore(flags);
-	preempt_check();
-}
-
-struct thread *thread_run(void (*fn)(void *), void *arg, const char *name, int prio, int cpu)
-{
-	struct thread *t = thread_create(fn, arg, name, prio, cpu);
-	if (t)
-		thread_start(t);
-	return t;
-}
-
 void sched_thread_start(struct thread *prev)
 {
 	finish_switch(prev);
@@ -838,293 +468,6 @@ __noreturn void thread_exit(void)
 	preempt_count_inc();
 	__schedule(false);
 	panic("a dead thread ran again");
-}
-
-static void reap(struct thread *t)
-{
-	__atomic_store_n(&t->reaped, true, __ATOMIC_RELEASE);
-	wake_up(&exit_wq);
-}
-
-bool thread_join(struct thread *t, uint64_t timeout_ms)
-{
-	if (t->state != THREAD_NEW) {
-		uint64_t deadline = rdtsc() + ns_to_tsc(timeout_ms * NSEC_PER_MSEC);
-		if (!wait_event_until(exit_wq, __atomic_load_n(&t->reaped, __ATOMIC_ACQUIRE),
-		                      deadline))
-			return false;
-	}
-	if (t->pool)
-		pool_free(t);
-	return true;
-}
-
-/* ---- Affinity, migration, priority. */
-
-int thread_migrate(struct thread *t, int cpu)
-{
-	if (!cpu_online(cpu) || !cpumask_test_cpu(cpu, &t->affinity))
-		return -1;
-	unsigned long flags = local_irq_save();
-	for (;;) {
-		struct rq *rq = thread_rq_lock(t);
-		if (t->cpu == cpu && t->migrate_to < 0) {
-			rq_unlock(rq);
-			break;
-		}
-		if (rq->curr == t) {
-			/* Running: it moves when it next switches out (finish_switch). */
-			t->migrate_to = cpu == t->cpu ? -1 : cpu;
-			rq_unlock(rq);
-			if (t == this_thread()) {
-				if (preempt_count() || this_cpu()->irq_depth)
-					atomic_sleep_bug("thread_migrate(self)");
-				sched_switch_out();
-			} else {
-				resched_cpu(rq->cpu);
-			}
-			break;
-		}
-		if (t->queued) {
-			dequeue(rq, t);
-			__atomic_store_n(&t->cpu, cpu, __ATOMIC_RELEASE);
-			rq_unlock(rq);
-			struct rq *drq = &runqueues[cpu];
-			rq_lock(drq);
-			t->migrations++;
-			enqueue(drq, t, false);
-			check_preempt(drq, t);
-			rq_unlock(drq);
-			break;
-		}
-		if (t->state == THREAD_RUNNING) {
-			rq_unlock(rq); /* in transit between two CPUs: let it land */
-			cpu_relax();
-			continue;
-		}
-		/* New, asleep or dead: it wakes up there. */
-		__atomic_store_n(&t->cpu, cpu, __ATOMIC_RELEASE);
-		t->migrations++;
-		rq_unlock(rq);
-		break;
-	}
-	local_irq_restore(flags);
-	preempt_check();
-	return 0;
-}
-
-int thread_set_affinity(struct thread *t, const cpumask_t *mask)
-{
-	int cpu, dest = -1;
-
-	for_each_cpu(cpu, mask)
-		if (cpu_online(cpu) && dest < 0)
-			dest = cpu;
-	if (dest < 0)
-		return -1;
-	unsigned long flags = local_irq_save();
-	struct rq *rq = thread_rq_lock(t);
-	t->affinity = *mask;
-	bool stay = cpumask_test_cpu(t->cpu, mask);
-	rq_unlock(rq);
-	local_irq_restore(flags);
-	return stay ? 0 : thread_migrate(t, dest);
-}
-
-void sched_change_prio(struct thread *t, int prio)
-{
-	struct rq *rq = thread_rq_lock(t);
-
-	if (t->prio != prio) {
-		if (t->queued) {
-			dequeue(rq, t);
-			t->prio = prio;
-			enqueue(rq, t, false);
-			if (prio > rq->curr->prio)
-				resched_cpu(rq->cpu);
-		} else {
-			t->prio = prio;
-			if (rq->curr == t && top_queued_prio(rq) > prio)
-				resched_cpu(rq->cpu);
-		}
-	}
-	rq_unlock(rq);
-}
-
-void thread_set_prio(struct thread *t, int prio)
-{
-	if (prio < 0)
-		prio = 0;
-	if (prio > SCHED_PRIO_MAX)
-		prio = SCHED_PRIO_MAX;
-	pi_set_base_prio(t, prio);
-	preempt_check();
-}
-
-int thread_prio(const struct thread *t)
-{
-	return READ_ONCE(t->prio);
-}
-
-void migrate_disable(void)
-{
-	this_thread()->migrate_disable++;
-}
-
-void migrate_enable(void)
-{
-	this_thread()->migrate_disable--;
-}
-
-/* ---- The idle loop and the balancer. */
-
-/*
- * Take one queued thread that may run here from a busy CPU (interrupts
- * off).  1: pulled one; 0: nothing to pull; -1: a candidate CPU's lock was
- * busy.  It never waits for another CPU's run queue lock: under vCPU
- * overcommit a ticket waiter queued behind a descheduled vCPU waits a host
- * time slice, and an idle CPU has better things to do (look again).
- */
-static int try_pull(struct rq *me_rq)
-{
-	int me = me_rq->cpu, busy = 0;
-
-	for (int i = 1; i < ncpus; i++) {
-		int cpu = (me + i) % ncpus;
-		struct rq *src = &runqueues[cpu];
-		struct thread *got = NULL;
-
-		/* An idle CPU with queued work is about to run it itself. */
-		if (!READ_ONCE(src->nr_queued) || READ_ONCE(src->curr) == src->idle)
-			continue;
-		if (!ticket_trylock(&src->lock)) {
-			busy = -1;
-			continue;
-		}
-		for (int p = top_queued_prio(src); p >= 0 && !got; p--) {
-			struct sched_link *pos;
-			for (pos = src->queue[p].next; pos != &src->queue[p]; pos = pos->next) {
-				struct thread *t = link_entry(pos, struct thread, rq_link);
-				if (cpumask_test_cpu(me, &t->affinity) && !t->migrate_disable &&
-				    t->migrate_to < 0) {
-					got = t;
-					break;
-				}
-			}
-		}
-		cpumask_t more;
-		cpumask_clear(&more);
-		if (got) {
-			dequeue(src, got);
-			__atomic_store_n(&got->cpu, me, __ATOMIC_RELEASE);
-			if (src->nr_queued) /* still more waiting there: pass the word on */
-				more = first_queued(src)->affinity;
-		}
-		rq_unlock(src);
-		if (got) {
-			cpumask_clear_cpu(me, &idle_mask);
-			kick_idle(cpu, &more);
-			rq_lock(me_rq);
-			got->migrations++;
-			me_rq->stats.pulls++;
-			enqueue(me_rq, got, false);
-			rq_unlock(me_rq);
-			return 1;
-		}
-	}
-	return busy;
-}
-
-__noreturn void sched_idle_loop(void)
-{
-	struct rq *rq = this_rq();
-	int me = rq->cpu;
-
-	__atomic_store_n(&rq->adopted, true, __ATOMIC_RELEASE);
-	uint64_t retry_until = 0;
-	for (;;) {
-		local_irq_disable();
-		cpumask_set_cpu(me, &idle_mask);
-		/* Pairs with kick_idle_n(): it queues then looks; we publish then look. */
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		int pulled = rq->nr_queued ? 0 : try_pull(rq);
-		if (rq->nr_queued || this_cpu()->resched) {
-			cpumask_clear_cpu(me, &idle_mask);
-			schedule();
-			retry_until = 0;
-			continue;
-		}
-		/*
-		 * A busy lock: the kick usually comes from inside that CPU's
-		 * scheduler, which still holds it.  Look again for a while.
-		 */
-		if (pulled < 0) {
-			uint64_t now = rdtsc();
-			if (!retry_until)
-				retry_until = now + pull_retry_cycles;
-			if ((int64_t)(now - retry_until) < 0) {
-				local_irq_enable();
-				cpu_relax();
-				continue;
-			}
-		}
-		retry_until = 0;
-		rq_lock(rq);
-		rq_program_timer(rq, rdtsc(), true);
-		rq_unlock(rq);
-		rq->stats.idle_entries++;
-		irq_enable_hook();
-		/* No TLB shootdown IPIs while idle: catch up on wake-up instead (tlb.h). */
-		tlb_idle_enter();
-		watchdog_idle_enter();
-		rq->idle_halted = true;
-		/* sti takes effect after hlt starts: a wake-up IPI cannot slip in between. */
-		__asm__ volatile("sti; hlt" ::: "memory");
-		local_irq_disable();
-		if (rq->idle_halted) {
-			rq->idle_halted = false;
-			watchdog_idle_exit();
-		}
-		tlb_idle_exit();
-		cpumask_clear_cpu(me, &idle_mask);
-	}
-}
-
-static void idle_entry(void *arg)
-{
-	(void)arg;
-	sched_idle_loop();
-}
-
-/* ---- smp_launch(): launched work runs in a thread of its own on each AP. */
-
-static volatile uint64_t launch_seq[MAX_CPUS];
-static struct wait_queue launch_wq[MAX_CPUS];
-
-bool smp_idle_work(void);
-
-bool sched_launch_notify(int cpu)
-{
-	if (!sched_running || !runqueues[cpu].adopted)
-		return false;
-	__atomic_fetch_add(&launch_seq[cpu], 1, __ATOMIC_SEQ_CST);
-	wake_up(&launch_wq[cpu]);
-	return true;
-}
-
-static void launch_worker(void *arg)
-{
-	int cpu = (int)(uintptr_t)arg;
-
-	for (;;) {
-		uint64_t seen = __atomic_load_n(&launch_seq[cpu], __ATOMIC_SEQ_CST);
-		local_irq_disable();
-		if (smp_idle_work()) /* runs the work with interrupts on */
-			continue;
-		local_irq_enable();
-		wait_event(launch_wq[cpu],
-		           __atomic_load_n(&launch_seq[cpu], __ATOMIC_SEQ_CST) != seen);
-	}
 }
 
 /* ---- Start-up. */
@@ -1160,18 +503,15 @@ void sched_init(void)
 	char name[THREAD_NAME_LEN];
 
 	model = config.preempt;
-	tick_cycles = ns_to_tsc(NSEC_PER_SEC / TICK_HZ);
 	slice_cycles = ns_to_tsc(SCHED_SLICE_NS);
-	idle_check_cycles = ns_to_tsc(IDLE_CHECK_MS * NSEC_PER_MSEC);
-	pull_retry_cycles = ns_to_tsc(PULL_RETRY_US * NSEC_PER_USEC);
-	wait_queue_init(&exit_wq);
+	sched_timer_init();
+	sched_idle_init();
 
 	unsigned long flags = local_irq_save();
 	for_each_online_cpu(cpu) {
 		struct rq *rq = &runqueues[cpu];
 		struct thread *idle = &idle_threads[cpu];
 		rq_init(cpu);
-		wait_queue_init(&launch_wq[cpu]);
 		idle_thread_init(cpu, idle);
 		rq->idle = idle;
 		if (cpu == 0)
@@ -1191,9 +531,9 @@ void sched_init(void)
 	cpus[0].sched_current = &boot_thread;
 	struct thread *idle0 = &idle_threads[0];
 	idle0->stack_size = THREAD_STACK_SIZE;
-	idle0->stack = stack_alloc(THREAD_STACK_SIZE);
-	idle0->fn = idle_entry;
-	prepare_stack(idle0);
+	idle0->stack = thread_stack_alloc(THREAD_STACK_SIZE);
+	idle0->fn = sched_idle_entry;
+	thread_prepare_stack(idle0);
 
 	register_irq_handler(VEC_RESCHED, resched_ipi);
 	timer_set_tick_hook(sched_tick);
@@ -1220,8 +560,8 @@ void sched_init(void)
 		                ADOPT_TIMEOUT_MS * NSEC_PER_MSEC))
 			kprintf("# sched: CPU %d did not enter its idle loop\n", cpu);
 		snprintf(name, sizeof(name), "launch/%d", cpu);
-		if (!thread_run(launch_worker, (void *)(uintptr_t)cpu, name, SCHED_PRIO_DEFAULT,
-		                cpu))
+		if (!thread_run(sched_launch_worker, (void *)(uintptr_t)cpu, name,
+		                SCHED_PRIO_DEFAULT, cpu))
 			panic("no thread for %s", name);
 	}
 	kprintf("# sched: preempt=%s, %d CPU%s, %d priorities, slice %lu ms, one-shot timer: "
@@ -1243,28 +583,6 @@ bool sched_cpu_idle(int cpu)
 	return runqueues[cpu].idle_halted;
 }
 
-static const char *state_name(int s)
-{
-	switch (s) {
-	case THREAD_NEW:
-		return "new";
-	case THREAD_RUNNING:
-		return "running";
-	case THREAD_BLOCKED:
-		return "blocked";
-	case THREAD_DEAD:
-		return "dead";
-	}
-	return "?";
-}
-
-static void dump_one(const struct thread *t)
-{
-	kprintf("# thread %d %s cpu=%d prio=%d/%d state=%s%s switches=%lu/%lu runtime_us=%lu\n",
-	        t->id, t->name, t->cpu, t->prio, t->base_prio, state_name(t->state),
-	        t->on_cpu ? " on-cpu" : "", t->nvcsw, t->nivcsw, tsc_to_ns(t->runtime_tsc) / 1000);
-}
-
 void sched_dump_threads(void)
 {
 	int cpu;
@@ -1278,10 +596,8 @@ void sched_dump_threads(void)
 		        rq->stats.idle_entries);
 	}
 
-	dump_one(&boot_thread);
+	thread_dump(&boot_thread);
 	for_each_online_cpu(cpu)
-		dump_one(&idle_threads[cpu]);
-	for (int i = 0; i < MAX_THREADS; i++)
-		if (pool_busy[i])
-			dump_one(&thread_pool[i]);
+		thread_dump(&idle_threads[cpu]);
+	thread_pool_dump();
 }
