@@ -1,0 +1,630 @@
+"""The comparisons the benchmarks are run for: scenario ratios, the lock matrix and the peers.
+
+What the report claims is computed here, apart from the plots and the page, so that it can be
+checked against canned runs without drawing or writing anything.
+"""
+
+import re
+
+from bench_results import (_attr_key, _sig, factor_text, human, isnum, preferred_smp, quantile,
+                           summarize)
+
+# Host benchmark names -> the kernel's names for the same primitive.
+HOST_NAMES = {'spin_lock': 'spinlock', 'brk': 'breakable', 'multi_sorted': 'multilock_sorted',
+              'multi_global': 'multilock_global'}
+PREEMPT_MODELS = ('none', 'voluntary', 'full', 'rt')
+
+
+# -- ratios --------------------------------------------------------------------------------
+
+def paired_factors(before, after, better):
+    """Improvement factor per repeat where both figures were measured: in the same run when
+    they come from one leg, else in the runs of the same repeat (legs of a repeat run one after
+    the other, so these pairs saw about the same host load)."""
+    out = []
+    key = 'reps' if before.get('reps') and after.get('reps') else 'runs'
+    b_by_run, a_by_run = {}, {}
+    for value, run in zip(before['samples'], before[key]):
+        b_by_run.setdefault(run, []).append(value)
+    for value, run in zip(after['samples'], after[key]):
+        a_by_run.setdefault(run, []).append(value)
+    for run in sorted(set(b_by_run) & set(a_by_run)):
+        b = quantile(sorted(b_by_run[run]), 0.5)
+        a = quantile(sorted(a_by_run[run]), 0.5)
+        f = improvement(b, a, better)
+        if f is not None:
+            out.append(f)
+    return out
+
+
+def improvement(before, after, better):
+    """How many times better `after` is than `before`: before/after when lower is better,
+    after/before when higher is better (> 1 means an improvement)."""
+    if not (isnum(before) and isnum(after)):
+        return None
+    if better == 'lower':
+        return before / after if after else None
+    return after / before if before else None
+
+
+def not_measured(rid, title, measure, missing):
+    return {'id': rid, 'title': title, 'measure': measure, 'status': 'not measured',
+            'factor': None, 'statement': 'not measured (%s)' % missing, 'missing': missing}
+
+
+def figure(entry, unit=None, stats=None):
+    stats = stats if stats is not None else entry['stats']
+    return {'metric': entry['id'], 'path': entry['path'], 'unit': unit or entry['unit'],
+            'median': stats['median'] if stats else None,
+            'min': stats['min'] if stats else None, 'max': stats['max'] if stats else None,
+            'n': stats['n'] if stats else 0, 'smp': entry['smp'], 'group': entry['group'],
+            'attrs': entry.get('attrs', {})}
+
+
+def make_ratio(rid, title, measure, before_label, before, after_label, after, better,
+               context, results, wording):
+    """A measured ratio between two aggregated figures (metric entries or pseudo-entries with
+    'samples', 'runs', 'stats')."""
+    b, a = before['stats'], after['stats']
+    # The factor of the two medians (so that it agrees with the two figures stated beside
+    # it); its spread is the range of the factors of the single repeats.
+    paired = paired_factors(before, after, better)
+    spread = summarize(paired) if paired else None
+    factor = improvement(b['median'] if b else None, a['median'] if a else None, better)
+    unit = before.get('unit') or after.get('unit')
+    ratio = {'id': rid, 'title': title, 'measure': measure, 'status': 'measured',
+             'better': better, 'factor': factor, 'factor_stats': spread,
+             'before_over_after': (b['median'] / a['median'])
+             if b and a and isnum(b['median']) and isnum(a['median']) and a['median'] else None,
+             'before': dict(figure(before), label=before_label),
+             'after': dict(figure(after), label=after_label),
+             'context': context}
+    if factor is None:
+        ratio['status'] = 'not measured'
+        ratio['statement'] = 'not measured (%s: %s is 0 or missing)' % (
+            title, before_label if not (b and b['median']) else after_label)
+        return ratio
+    good, bad = wording
+    if factor >= 1:
+        verdict = '%s %s' % (factor_text(factor), good)
+    else:
+        verdict = '%s %s' % (factor_text(1.0 / factor), bad)
+    rng = ''
+    if spread and spread['n'] > 1:
+        low, high = spread['min'], spread['max']
+        if factor < 1 and low > 0:
+            low, high = 1.0 / high, 1.0 / low       # in the verdict's direction
+        rng = ', %s-%s over %d repeats' % (factor_text(low), factor_text(high), spread['n'])
+    ratio['statement'] = '%s: %s %s against %s %s: %s (%s%s)' % (
+        title, after_label, human(a['median'], unit), before_label, human(b['median'], unit),
+        verdict, context, rng)
+    return ratio
+
+
+def leg_context(results, smp, extra=''):
+    runs = [r for r in results.runs if r.get('smp') == smp]
+    accel = sorted({r.get('accel') for r in runs if r.get('accel')})
+    oc = results.overcommit(smp)
+    text = '%s vCPU%s on %d host CPU%s' % (smp, '' if smp == 1 else 's', results.host_cpus,
+                                          '' if results.host_cpus == 1 else 's')
+    if oc is not None and oc > 1:
+        text += ', %sx overcommitted' % _sig(oc, 2)
+    if accel:
+        text += ', ' + '/'.join(accel)
+    return text + (', ' + extra if extra else '')
+
+
+def hist_pseudo(entry, stat):
+    """A histogram statistic over the repeats, shaped like a metric entry for make_ratio."""
+    values = [p[stat] for p in entry['per_run']]
+    return {'id': '%s %s' % (entry['id'], stat), 'path': '%s:%s' % (entry['path'], stat),
+            'unit': entry['unit'], 'samples': values, 'runs': list(entry['runs']),
+            'reps': list(entry.get('reps') or []),
+            'stats': summarize(values), 'smp': entry['smp'], 'group': entry['group'],
+            'attrs': {}}
+
+
+# -- scenarios -----------------------------------------------------------------------------
+
+def scenario_breakable(results):
+    """Breakable vs plain: the longest wait of a waiter while a holder walks a long list."""
+    title = 'Breakable vs plain lock'
+    measure = 'longest wait of a waiter during a long walk under the lock'
+    rows, ratios = [], []
+    plain = results.find(regex=r'^lock\.plain\.walk_max_wait_ns$')
+    variants = [p.split('.')[1] for p in results.paths(r'^lock\.[^.]+\.walk_max_wait_ns$')
+                if p.split('.')[1] != 'plain']
+    if not plain:
+        return {'ratios': [not_measured('breakable_vs_plain', title, measure,
+                                        'no metric lock.plain.walk_max_wait_ns in this run')],
+                'rows': rows}
+    if not variants:
+        return {'ratios': [not_measured('breakable_vs_plain', title, measure,
+                                        'no metric lock.breakable.walk_max_wait_ns in this '
+                                        'run')], 'rows': rows}
+    headline_smp = preferred_smp([e['smp'] for e in plain], results.host_cpus)
+    walk = (plain[0]['observed'].get('walk') or [None])[0]
+    for variant in variants:
+        for after in results.find(path='lock.%s.walk_max_wait_ns' % variant):
+            before = [e for e in plain if e['smp'] == after['smp']]
+            if not before:
+                continue
+            before = before[0]
+            extra = 'walk %s' % walk if walk else ''
+            ratio = make_ratio('breakable_vs_plain' if variant == 'breakable'
+                               else 'breakable_vs_plain.' + variant,
+                               '%s vs plain ticket lock' % variant.capitalize(),
+                               measure, 'plain', before, variant, after, 'lower',
+                               leg_context(results, after['smp'], extra), results,
+                               ('shorter', 'longer'))
+            ratio['smp'] = after['smp']
+            ratio['headline'] = after['smp'] == headline_smp and variant == (
+                'breakable' if 'breakable' in variants else variants[0])
+            kernel_ratio = results.find(path='lock.%s.plain_over_breakable_x1000' % variant,
+                                        smp=after['smp'])
+            if kernel_ratio and kernel_ratio[0]['stats']:
+                ratio['kernel_ratio'] = kernel_ratio[0]['stats']['median'] / 1000.0
+            ratios.append(ratio)
+            rows.append(ratio)
+    if not any(r.get('headline') for r in ratios) and ratios:
+        ratios[0]['headline'] = True
+    return {'ratios': ratios, 'rows': rows}
+
+
+def scenario_pv(results):
+    """Paravirtual vs plain ticket lock under vCPU overcommit: throughput and max wait."""
+    out = []
+    title = 'Paravirtual vs plain ticket lock under overcommit'
+    plain = results.find(path='lock.ticket.overcommit_throughput')
+    pv = results.find(path='lock.pvticket.overcommit_throughput')
+    if not plain or not pv:
+        out.append(not_measured('pv_vs_plain.throughput', title + ' (throughput)',
+                                'throughput with more vCPUs than host CPUs',
+                                'no metric lock.%s.overcommit_throughput in this run'
+                                % ('ticket' if not plain else 'pvticket')))
+    else:
+        smps = sorted({e['smp'] for e in pv} & {e['smp'] for e in plain})
+        top = max(smps) if smps else None
+        for smp in smps:
+            b = [e for e in plain if e['smp'] == smp][0]
+            a = [e for e in pv if e['smp'] == smp][0]
+            oc = results.overcommit(smp)
+            extra = '' if oc and oc > 1 else 'not overcommitted: no stalled lock holder ' \
+                'expected'
+            r = make_ratio('pv_vs_plain.throughput', title + ' (throughput)',
+                           'acquisitions per ms, all vCPUs contending', 'ticket', b, 'pvticket',
+                           a, 'higher', leg_context(results, smp, extra), results,
+                           ('the throughput', 'less throughput'))
+            r['smp'] = smp
+            r['headline'] = smp == top
+            out.append(r)
+    # Max wait: the acquisition-wait histograms of the same legs.
+    hp = results.find_hists(path='lock.ticket.wait')
+    hv = results.find_hists(path='lock.pvticket.wait')
+    if not hp or not hv:
+        out.append(not_measured('pv_vs_plain.max_wait', title + ' (max wait)',
+                                'longest acquisition wait, all vCPUs contending',
+                                'no histogram lock.%s.wait in this run'
+                                % ('ticket' if not hp else 'pvticket')))
+    else:
+        smps = sorted({e['smp'] for e in hp} & {e['smp'] for e in hv})
+        top = max(smps) if smps else None
+        for smp in smps:
+            b = hist_pseudo([e for e in hp if e['smp'] == smp][0], 'max')
+            a = hist_pseudo([e for e in hv if e['smp'] == smp][0], 'max')
+            r = make_ratio('pv_vs_plain.max_wait', title + ' (max wait)',
+                           'longest acquisition wait, all vCPUs contending (lock.bench_wait)',
+                           'ticket', b, 'pvticket', a, 'lower',
+                           leg_context(results, smp), results, ('shorter', 'longer'))
+            r['smp'] = smp
+            r['headline'] = smp == top
+            out.append(r)
+    return {'ratios': out, 'rows': out}
+
+
+def scenario_tlb(results):
+    """Lazy vs synchronous TLB shootdown: initiator cost by interrupt-off section length."""
+    title = 'Lazy vs synchronous shootdown'
+    measure = "initiator's cost while the targets keep interrupts off"
+    sync = [e for e in results.find(regex=r'^tlb\.sync\.initiator_ns$')
+            if isnum(e['attrs'].get('section_us', (e['observed'].get('section_us') or [None])[0]))]
+    lazy = [e for e in results.find(regex=r'^tlb\.lazy\.initiator_ns$')
+            if isnum(e['attrs'].get('section_us', (e['observed'].get('section_us') or [None])[0]))]
+    if not sync or not lazy:
+        missing = 'tlb.sync.initiator_ns' if not sync else 'tlb.lazy.initiator_ns'
+        return {'ratios': [not_measured('lazy_vs_sync', title, measure,
+                                        'no metric %s with section_us= in this run' % missing)],
+                'rows': []}
+
+    def section(e):
+        return e['attrs'].get('section_us', (e['observed'].get('section_us') or [None])[0])
+
+    out = []
+    pairs = []
+    for a in lazy:
+        for b in sync:
+            if section(a) == section(b) and a['smp'] == b['smp'] and \
+                    a['attrs'].get('cpus') == b['attrs'].get('cpus'):
+                pairs.append((section(a), b, a))
+    if not pairs:
+        return {'ratios': [not_measured('lazy_vs_sync', title, measure,
+                                        'no section_us= value measured for both modes')],
+                'rows': []}
+    top = max(p[0] for p in pairs)
+    hsmp = preferred_smp([p[1]['smp'] for p in pairs], results.host_cpus)
+    if not any(p[1]['smp'] == hsmp for p in pairs if p[0] == top):
+        hsmp = [p[1]['smp'] for p in pairs if p[0] == top][0]
+    for sec, b, a in sorted(pairs, key=lambda p: (p[1]['smp'], p[0])):
+        r = make_ratio('lazy_vs_sync', '%s (section %s us)' % (title, sec), measure, 'sync', b,
+                       'lazy', a, 'lower',
+                       leg_context(results, b['smp'], 'interrupt-off section %s us' % sec),
+                       results, ('cheaper', 'more expensive'))
+        r['section_us'] = sec
+        r['smp'] = b['smp']
+        r['headline'] = sec == top and b['smp'] == hsmp
+        out.append(r)
+    return {'ratios': out, 'rows': out}
+
+
+def scenario_multilock(results):
+    """Address-sorted multi-lock vs global-lock-first: throughput by CPUs and lock count."""
+    title = 'Sorted multi-lock vs global lock'
+    measure = 'operations per ms taking k locks at once'
+    sorted_e = results.find(path='lock.multilock_sorted.throughput')
+    global_e = results.find(path='lock.multilock_global.throughput')
+    if not sorted_e or not global_e:
+        missing = 'lock.multilock_sorted.throughput' if not sorted_e else \
+            'lock.multilock_global.throughput'
+        return {'ratios': [not_measured('sorted_vs_global', title, measure,
+                                        'no metric %s in this run' % missing)], 'rows': []}
+    points = {}
+    for a in sorted_e:
+        cpus, locks = a['attrs'].get('cpus'), a['attrs'].get('locks')
+        for b in global_e:
+            if b['smp'] == a['smp'] and b['attrs'].get('cpus') == cpus and \
+                    b['attrs'].get('locks') == locks:
+                points.setdefault((cpus, locks), []).append((b, a))
+    out = []
+    if not points:
+        return {'ratios': [not_measured('sorted_vs_global', title, measure,
+                                        'no cpus=/locks= point measured for both protocols')],
+                'rows': []}
+    top_cpus = max(c for c, _ in points if isnum(c))
+    top_locks = max(k for c, k in points if c == top_cpus and isnum(k))
+    for (cpus, locks), cands in sorted(points.items(), key=lambda kv: (
+            kv[0][0] if isnum(kv[0][0]) else 0, kv[0][1] if isnum(kv[0][1]) else 0)):
+        # The leg whose every vCPU contends, else the largest.
+        chosen = [c for c in cands if c[0]['smp'] == cpus] or \
+            sorted(cands, key=lambda c: c[0]['smp'])[-1:]
+        b, a = chosen[0]
+        r = make_ratio('sorted_vs_global', '%s (%s CPUs, %s locks)' % (title, cpus, locks),
+                       measure, 'global', b, 'sorted', a, 'higher',
+                       leg_context(results, b['smp'], '%s CPUs contending, %s locks each'
+                                   % (cpus, locks)), results,
+                       ('the throughput', 'less throughput'))
+        r['cpus'], r['locks'], r['smp'] = cpus, locks, b['smp']
+        r['headline'] = cpus == top_cpus and locks == top_locks
+        out.append(r)
+    return {'ratios': out, 'rows': out}
+
+
+WAKEUP_HIST = r'^sched\.wakeup_latency\.([^.]+)(?:\.([^.]+))?$'
+WAKEUP_METRIC = r'^sched\.wakeup_latency\.([^.]+)\.(max|p99|p50)_ns$'
+
+
+def _model_of(entry):
+    m = re.match(r'^sched\.wakeup_latency\.([^.]+)', entry['path'])
+    model = m.group(1) if m else None
+    return entry['options'].get('preempt') if model in (None, 'max_ns') else model
+
+
+def _load_of(entry):
+    """The lock load of a wakeup figure: its load= attribute, else the hist path's suffix."""
+    load = entry.get('attrs', {}).get('load')
+    if load is None:
+        load = (entry.get('observed', {}).get('load') or [None])[0]
+    if load is None:
+        m = re.match(WAKEUP_HIST, entry['path'])
+        load = m.group(2) if m else None
+    return load
+
+
+def wakeup_table(results):
+    """(model, load) -> {'max', 'p99', 'p50': figure entries (metric or histogram statistic),
+    'hist': the histogram entry}."""
+    table = {}
+    for e in results.find(regex=WAKEUP_METRIC):
+        stat = re.match(WAKEUP_METRIC, e['path']).group(2)
+        table.setdefault((_model_of(e), _load_of(e)), {}).setdefault(stat, e)
+    for h in results.find_hists(regex=WAKEUP_HIST):
+        load = _load_of(h)
+        if load is None:
+            known = {l for (m, l) in table if m == _model_of(h)}
+            load = known.pop() if len(known) == 1 else None
+        row = table.setdefault((_model_of(h), load), {})
+        row.setdefault('hist', h)
+        for stat in ('max', 'p99', 'p50'):
+            row.setdefault(stat, hist_pseudo(h, stat))
+    return table
+
+
+def _model_order(model):
+    return (PREEMPT_MODELS.index(model) if model in PREEMPT_MODELS else len(PREEMPT_MODELS),
+            str(model))
+
+
+def _load_order(load):
+    order = ('idle', 'plain', 'breakable')
+    return (order.index(load) if load in order else len(order), str(load))
+
+
+def scenario_wakeup(results):
+    """Wakeup latency per preemption model under lock load: each model against none, and a
+    breakable lock's load against a plain one's."""
+    title = 'Wakeup latency'
+    measure = 'worst wakeup latency of a high-priority thread'
+    table = wakeup_table(results)
+    rows = [{'model': m, 'load': l, 'figures': {k: figure(v) for k, v in row.items()
+                                                 if k != 'hist'},
+             'hist': row.get('hist', {}).get('id')}
+            for (m, l), row in sorted(table.items(), key=lambda kv: (
+                _model_order(kv[0][0]), _load_order(kv[0][1])))]
+    if not table:
+        return {'ratios': [not_measured('wakeup.rt_vs_none', title + ': preempt=rt vs none',
+                                        measure, 'no metric sched.wakeup_latency.<model>.max_ns '
+                                        'and no histogram sched.wakeup_latency.<model> in this '
+                                        'run')], 'rows': rows}
+    out = []
+    loads = sorted({l for _, l in table}, key=_load_order)
+    heavy = [l for l in loads if l not in (None, 'idle')]
+    head_load = 'plain' if 'plain' in loads else (heavy[0] if heavy else loads[0])
+    models = sorted({m for m, _ in table}, key=_model_order)
+    for load in loads:
+        base = table.get(('none', load), {}).get('max')
+        for model in models:
+            if model == 'none':
+                continue
+            after = table.get((model, load), {}).get('max')
+            if after is None:
+                continue
+            rid = 'wakeup.%s_vs_none' % model
+            t = '%s: preempt=%s vs none%s' % (title, model, ' under %s lock load' % load
+                                              if load not in (None, 'idle') else
+                                              ' (no load)' if load == 'idle' else '')
+            if base is None:
+                out.append(not_measured(rid, t, measure,
+                                        'no metric sched.wakeup_latency.none.max_ns%s in this '
+                                        'run' % (' with load=%s' % load if load else '')))
+                continue
+            r = make_ratio(rid, t, measure, 'none', base, model, after, 'lower',
+                           leg_context(results, after['smp'],
+                                       'load=%s' % load if load else ''), results,
+                           ('lower', 'higher'))
+            r['model'], r['load'] = model, load
+            r['headline'] = model == 'rt' and load == head_load
+            out.append(r)
+    if 'plain' in loads and 'breakable' in loads:
+        for model in models:
+            b = table.get((model, 'plain'), {}).get('max')
+            a = table.get((model, 'breakable'), {}).get('max')
+            if a is None or b is None:
+                continue
+            r = make_ratio('wakeup.breakable_vs_plain_load',
+                           '%s: breakable vs plain lock load, preempt=%s' % (title, model),
+                           measure, 'plain load', b, 'breakable load', a, 'lower',
+                           leg_context(results, a['smp'], 'preempt=%s' % model), results,
+                           ('lower', 'higher'))
+            r['model'], r['load'] = model, 'breakable'
+            r['headline'] = model == 'none'
+            out.append(r)
+    if not out:
+        out.append(not_measured('wakeup.rt_vs_none', title + ': preempt=rt vs none', measure,
+                                'no metric sched.wakeup_latency.rt.max_ns in this run'))
+    return {'ratios': out, 'rows': rows}
+
+
+SCENARIOS = (('breakable', scenario_breakable), ('pv', scenario_pv), ('tlb', scenario_tlb),
+             ('multilock', scenario_multilock), ('wakeup', scenario_wakeup))
+
+
+# -- the lock matrix -----------------------------------------------------------------------
+
+def lock_types(results):
+    types = set()
+    for regex in (r'^lock\.([^.]+)\.uncontended_cycles$', r'^lock\.([^.]+)\.throughput$'):
+        for p in results.paths(regex):
+            types.add(p.split('.')[1])
+    for p in results.paths(r'^lock\.([^.]+)\.wait$', hists=True):
+        types.add(p.split('.')[1])
+    return sorted(types)
+
+
+def lock_matrix(results):
+    """Uncontended cost, throughput by CPUs, waits and fairness per lock type."""
+    tsc = results.tsc_mhz()
+    out = {'tsc_mhz': tsc, 'uncontended': [], 'throughput': {'cpus': [], 'rows': []},
+           'wait': [], 'missing': []}
+    unc = results.find(regex=r'^lock\.[^.]+\.uncontended_cycles$')
+    if not unc:
+        out['missing'].append('no metric lock.<type>.uncontended_cycles in this run')
+    for name in sorted({e['path'].split('.')[1] for e in unc}):
+        entries = [e for e in unc if e['path'].split('.')[1] == name]
+        e = sorted(entries, key=lambda x: x['smp'])[0]     # fewest vCPUs: the quietest guest
+        s = e['stats']
+        ns = {k: s[k] * 1000.0 / tsc for k in ('median', 'min', 'max')} if tsc and s else None
+        out['uncontended'].append({'type': name, 'cycles': s, 'ns': ns, 'smp': e['smp'],
+                                   'metric': e['id'], 'debug': e['observed'].get('debug')})
+    thr = results.find(regex=r'^lock\.[^.]+\.throughput$', test=None) or []
+    thr = [e for e in thr if isnum(e['attrs'].get('cpus'))
+           and not e['path'].startswith('lock.multilock_')]
+    if not thr:
+        out['missing'].append('no metric lock.<type>.throughput with cpus= in this run')
+    cpus_all = sorted({e['attrs']['cpus'] for e in thr})
+    out['throughput']['cpus'] = cpus_all
+    for name in sorted({e['path'].split('.')[1] for e in thr}):
+        row = {'type': name, 'cells': {}}
+        for c in cpus_all:
+            cands = [e for e in thr if e['path'].split('.')[1] == name and
+                     e['attrs']['cpus'] == c]
+            if not cands:
+                continue
+            exact = [e for e in cands if e['smp'] == c]
+            e = exact[0] if exact else sorted(cands, key=lambda x: x['smp'])[-1]
+            row['cells'][c] = {'stats': e['stats'], 'smp': e['smp'], 'unit': e['unit'],
+                               'metric': e['id']}
+        out['throughput']['rows'].append(row)
+    waits = results.find_hists(regex=r'^lock\.[^.]+\.wait$')
+    if not waits:
+        out['missing'].append('no histogram lock.<type>.wait in this run')
+    fair = results.find(regex=r'^lock\.[^.]+\.fairness_ratio_x1000$')
+    for h in waits:
+        name = h['path'].split('.')[1]
+        f = [e for e in fair if e['path'].split('.')[1] == name and e['smp'] == h['smp']
+             and e['test'] == h['test']]
+        out['wait'].append({'type': name, 'smp': h['smp'], 'unit': h['unit'],
+                            'stats': h['stats'], 'hist': h['id'],
+                            'tail_in_overflow': any(p['tail_in_overflow']
+                                                    for p in h['per_run']),
+                            'fairness': f[0]['stats'] if f else None,
+                            'fairness_metric': f[0]['id'] if f else None})
+    out['wait'].sort(key=lambda w: (w['type'], w['smp']))
+    for w, h in ((w, next(h for h in waits if h['id'] == w['hist'])) for w in out['wait']):
+        w['beyond'] = sorted({k for p in h['per_run'] for k in p['beyond']})
+        w['last_edge'] = h['per_run'][0]['last_edge'] if h['per_run'] else None
+    # The kernel's own fairness test (FIFO locks, counted turns), where it ran.
+    out['fairness_test'] = [{'type': e['path'].split('.')[1], 'smp': e['smp'],
+                             'stats': e['stats'], 'test': e['test']}
+                            for e in fair if not any(w['fairness_metric'] == e['id']
+                                                     for w in out['wait'])]
+    out['critical_section'] = critical_section_note(results)
+    return out
+
+
+def critical_section_note(results):
+    keys = set()
+    for e in results.find(regex=r'^lock\.'):
+        keys.update(k for k in e['attrs'] if k in ('cs', 'cs_ns', 'cs_us', 'section_ns',
+                                                   'hold_ns'))
+    if keys:
+        return 'critical-section length swept by the kernel (%s=)' % ', '.join(sorted(keys))
+    return ('critical-section length: the kernel has no knob for it (no cs= option or '
+            'attribute); every figure uses the benchmark\'s fixed section (a read, a pause '
+            'and a write of shared data)')
+
+
+# -- peers ---------------------------------------------------------------------------------
+
+_METRIC_LINE = re.compile(r'^#\s*metric:\s+(\S+)\s+(\S+)\s+(\S+)((?:\s+\S+)*)\s*$')
+
+
+def parse_metric_lines(text):
+    """'# metric:' lines of any output (the host benchmark prints them without KTAP)."""
+    out = []
+    for line in (text or '').splitlines():
+        m = _METRIC_LINE.match(line.strip())
+        if not m:
+            continue
+        try:
+            value = float(m.group(2))
+        except ValueError:
+            continue
+        if value.is_integer() and '.' not in m.group(2):
+            value = int(value)
+        attrs = {}
+        for token in m.group(4).split():
+            k, sep, v = token.partition('=')
+            if sep:
+                try:
+                    attrs[k] = int(v)
+                except ValueError:
+                    try:
+                        attrs[k] = float(v)
+                    except ValueError:
+                        attrs[k] = v
+        out.append({'path': m.group(1), 'value': value, 'unit': m.group(3), 'attrs': attrs})
+    return out
+
+
+def host_lock_results(outputs):
+    """The host pthread benchmark's repeats (their stdout) aggregated: {(kernel name, what,
+    identity attrs): entry}.  Throughput is converted from ops/s to ops/ms."""
+    entries = {}
+    for rep, text in enumerate(outputs):
+        for m in parse_metric_lines(text):
+            parts = m['path'].split('.')
+            if len(parts) < 4 or parts[0] != 'host' or parts[1] != 'lock':
+                continue
+            name = HOST_NAMES.get(parts[2], parts[2])
+            what = '.'.join(parts[3:])
+            ident = {k: v for k, v in m['attrs'].items() if k in ('threads', 'mode', 'k')}
+            value, unit = m['value'], m['unit']
+            if unit == 'ops/s':
+                value, unit = value / 1000.0, 'ops/ms'
+            key = (name, what, _attr_key(ident))
+            e = entries.setdefault(key, {'type': name, 'host_name': parts[2], 'what': what,
+                                         'attrs': ident, 'unit': unit, 'samples': [],
+                                         'runs': [], 'observed': {}})
+            e['samples'].append(value)
+            e['runs'].append(rep)
+            for k, v in m['attrs'].items():
+                if k not in ident:
+                    e['observed'].setdefault(k, []).append(v)
+    for e in entries.values():
+        e['stats'] = summarize(e['samples'])
+    return entries
+
+
+def peer_table(results, host, matrix):
+    """One row per lock type: bare-metal (locklab) and Linux user-space (pthreads) figures and
+    their noise side by side."""
+    host_types = {e['type'] for e in host.values()}
+    kernel_types = {u['type'] for u in matrix['uncontended']} | \
+        {r['type'] for r in matrix['throughput']['rows']}
+    common = sorted(host_types & kernel_types)
+    threads_all = sorted({e['attrs'].get('threads') for e in host.values()
+                          if e['what'] == 'throughput' and isnum(e['attrs'].get('threads'))})
+    cpus_all = matrix['throughput']['cpus']
+    both = sorted(set(threads_all) & set(cpus_all))
+    columns = [both[0], both[-1]] if len(both) > 1 else both
+    rows = []
+    for name in common + sorted(kernel_types - host_types) + sorted(host_types - kernel_types):
+        row = {'type': name, 'in_kernel': name in kernel_types, 'on_host': name in host_types}
+        unc = [u for u in matrix['uncontended'] if u['type'] == name]
+        row['kernel_uncontended_ns'] = unc[0]['ns'] if unc else None
+        row['kernel_uncontended_cycles'] = unc[0]['cycles'] if unc else None
+        h = host.get((name, 'uncontended_ns', ()))
+        if h is None:
+            h = next((e for e in host.values() if e['type'] == name and
+                      e['what'] == 'uncontended_ns'), None)
+        row['host_uncontended_ns'] = h['stats'] if h else None
+        row['throughput'] = {}
+        trow = next((r for r in matrix['throughput']['rows'] if r['type'] == name), None)
+        for n in columns:
+            k = trow['cells'].get(n) if trow else None
+            he = next((e for e in host.values() if e['type'] == name and
+                       e['what'] == 'throughput' and e['attrs'].get('threads') == n), None)
+            row['throughput'][n] = {'kernel': k['stats'] if k else None,
+                                    'kernel_smp': k['smp'] if k else None,
+                                    'host': he['stats'] if he else None,
+                                    'host_max_min': (he['observed'].get('max_min') or [None])[0]
+                                    if he else None}
+        waits = [w for w in matrix['wait'] if w['type'] == name]
+        w = sorted(waits, key=lambda x: x['smp'])[-1] if waits else None
+        row['kernel_wait'] = {'smp': w['smp'], 'p99': w['stats']['p99'],
+                              'max': w['stats']['max'], 'unit': w['unit']} if w else None
+        rows.append(row)
+    return {'rows': rows, 'columns': columns,
+            'note': 'Throughput in ops/ms (the host benchmark prints ops/s; divided by 1000). '
+                    'Bare-metal uncontended cost is TSC cycles converted with the guest\'s '
+                    'calibrated TSC rate (%s MHz).' % (_sig(matrix['tsc_mhz'], 5)
+                                                       if matrix['tsc_mhz'] else '?')}
+
+
+def host_brk(host):
+    """The host benchmark's breakable-lock wait (max, by mode), as a peer of the walk."""
+    out = []
+    for e in host.values():
+        if e['type'] == 'breakable' and e['what'] == 'wait_max_ns':
+            out.append({'mode': e['attrs'].get('mode'), 'stats': e['stats'],
+                        'threads': (e['observed'].get('threads') or [None])[0]})
+    return sorted(out, key=lambda x: str(x['mode']))

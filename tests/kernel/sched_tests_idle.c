@@ -1,0 +1,183 @@
+/*
+ * The `sched` suite, continued: what idle CPUs do.  An idle CPU must take
+ * work from a busy one, and otherwise cost nothing, not even a timer
+ * interrupt.  The harness runs a suite's files in name order, so these
+ * tests come after sched_tests.c's and before sched_tests_pi.c's.
+ */
+#include "cmdline.h"
+#include "cpu.h"
+#include "kernel.h"
+#include "ktest.h"
+#include "sched.h"
+#include "sched_tests.h"
+#include "smp.h"
+#include "time.h"
+#include "x86.h"
+
+/* ---- Work conservation: N busy threads on N CPUs all run at once. */
+
+/*
+ * Long enough to outlast an emulated CPU's wake-up: a halted vCPU's host
+ * thread can wait 100 ms and more for a host CPU when vCPUs outnumber them.
+ */
+#define WC_BUSY_MS 400
+#define WC_SAMPLES 16
+
+static struct {
+	volatile uint64_t start[64], end[64];
+	volatile int cpu[64];
+	volatile int trace[64][WC_SAMPLES];
+	volatile uint64_t when[64][WC_SAMPLES];
+} wc;
+
+static void wc_worker(void *arg)
+{
+	int i = (int)(uintptr_t)arg;
+	wc.start[i] = rdtsc();
+	for (int k = 0; k < WC_SAMPLES; k++) {
+		wc.when[i][k] = rdtsc();
+		wc.trace[i][k] = smp_processor_id();
+		busy_until(wc.start[i] + ms_tsc(WC_BUSY_MS * (k + 1) / WC_SAMPLES));
+	}
+	wc.end[i] = rdtsc();
+}
+
+static void check_concurrent(int n, const char *how)
+{
+	uint64_t last_start = 0, first_end = UINT64_MAX;
+	cpumask_t used;
+
+	cpumask_clear(&used);
+	for (int i = 0; i < n; i++) {
+		if (wc.start[i] > last_start)
+			last_start = wc.start[i];
+		if (wc.end[i] < first_end)
+			first_end = wc.end[i];
+	}
+	/*
+	 * Where each ran while all of them were still busy: its last sample
+	 * before the first one finished (an exit lets a waker in and threads
+	 * move).  By time, not by sample number: the host may stop a vCPU for
+	 * a while, and its thread then samples late.
+	 */
+	for (int i = 0; i < n; i++) {
+		wc.cpu[i] = wc.trace[i][0];
+		for (int k = 0; k < WC_SAMPLES; k++)
+			if ((int64_t)(wc.when[i][k] - first_end) < 0)
+				wc.cpu[i] = wc.trace[i][k];
+		cpumask_set_cpu(wc.cpu[i], &used);
+	}
+	kprintf("  # %s: %d busy threads on %d CPUs; the last started %ld us %s the first "
+	        "finished\n",
+	        how, n, cpumask_weight(&used),
+	        (long)(tsc_to_ns(last_start > first_end ? last_start - first_end
+	                                                : first_end - last_start) /
+	               1000),
+	        last_start > first_end ? "after" : "before");
+	if (last_start > first_end)
+		kt_fail(__FILE__, __LINE__, "%s: a thread waited for another to finish", how);
+	KT_EXPECT_EQ(cpumask_weight(&used), n);
+	if (cpumask_weight(&used) == n)
+		return;
+	for (int i = 0; i < n; i++) {
+		char trace[WC_SAMPLES + 1];
+		for (int k = 0; k < WC_SAMPLES; k++)
+			trace[k] = (char)('0' + wc.trace[i][k] % 10);
+		trace[WC_SAMPLES] = '\0';
+		kprintf("  # thread %d: started at %ld us, on CPUs %s (every %d ms)\n", i,
+		        (long)(tsc_to_ns(wc.start[i] - wc.start[0]) / 1000), trace,
+		        WC_BUSY_MS / WC_SAMPLES);
+	}
+}
+
+KTEST(sched, work_conservation, .min_cpus = 2, .timeout_ms = 20000)
+{
+	int n = num_online_cpus() < 64 ? num_online_cpus() : 64;
+	struct thread *t[64];
+	cpumask_t all;
+	int cpu;
+
+	/* Placement: started from here, they spread over the CPUs. */
+	memset(&wc, 0, sizeof(wc));
+	for (int i = 0; i < n; i++)
+		t[i] = thread_run(wc_worker, (void *)(uintptr_t)i, "wc", PRIO_BUSY, THREAD_ANY_CPU);
+	join_all(t, n);
+	check_concurrent(n, "placed");
+
+	/* Balancing: all queued on this CPU, then let go; idle CPUs must pull them. */
+	memset(&wc, 0, sizeof(wc));
+	cpumask_clear(&all);
+	for_each_online_cpu(cpu)
+		cpumask_set_cpu(cpu, &all);
+	for (int i = 0; i < n; i++)
+		t[i] = thread_run(wc_worker, (void *)(uintptr_t)i, "wc-pull", PRIO_BUSY,
+		                  smp_processor_id());
+	for (int i = 0; i < n; i++)
+		KT_EXPECT_EQ(thread_set_affinity(t[i], &all), 0);
+	join_all(t, n);
+	check_concurrent(n, "pulled");
+}
+
+/* ---- An idle CPU takes no timer interrupt; a sleeping thread's CPU only its deadlines. */
+
+static volatile int nohz_blocked;
+
+static void nohz_sleeper(void *arg)
+{
+	(void)arg;
+	uint64_t next = rdtsc();
+	for (int i = 0; i < 5; i++) {
+		next += ms_tsc(30);
+		if ((int64_t)(rdtsc() - next) < 0)
+			nohz_blocked++; /* a late start (host stall) may leave nothing to sleep */
+		sleep_until(next);
+	}
+}
+
+KTEST(sched, tickless_idle, .min_cpus = 2, .timeout_ms = 10000)
+{
+	uint64_t before[MAX_CPUS < 64 ? MAX_CPUS : 64];
+	int cpu, n = num_online_cpus() < 64 ? num_online_cpus() : 64, noisy = 0;
+
+	msleep(20); /* let the APs settle into their idle loops */
+	for (cpu = 1; cpu < n; cpu++)
+		before[cpu] = lapic_timer_fired(cpu, NULL);
+	mdelay(300); /* this CPU busy: its tick runs; the others idle */
+	for (cpu = 1; cpu < n; cpu++) {
+		uint64_t ticks = lapic_timer_fired(cpu, NULL) - before[cpu];
+		if (ticks) {
+			kprintf("  # CPU %d took %lu timer interrupts while idle\n", cpu, ticks);
+			noisy++;
+		}
+	}
+	KT_EXPECT_EQ(noisy, 0);
+
+	/*
+	 * A thread sleeping five times 30 ms on CPU t: one expiry each (an
+	 * early one re-arms: a few more), where a periodic tick would take 15.
+	 */
+	int t = target_cpu();
+	nohz_blocked = 0;
+	uint64_t f0 = lapic_timer_fired(t, NULL);
+	struct thread *s = thread_run(nohz_sleeper, NULL, "nohz", PRIO_HIGH, t);
+	join_all(&s, 1);
+	msleep(5);
+	uint64_t fired = lapic_timer_fired(t, NULL) - f0;
+	char extra[48];
+	snprintf(extra, sizeof(extra), "cpu=%d sleeps=%d", t, nohz_blocked);
+	kt_metric("sched.tickless.sleeper_interrupts", (long long)fired, "interrupts", extra);
+	KT_EXPECT(fired >= (uint64_t)nohz_blocked);
+	KT_EXPECT_LE(fired, 2 * nohz_blocked);
+}
+
+/* The watchdog leaves idle, tickless CPUs alone (runs for longer than its threshold). */
+KTEST(sched, idle_watchdog_quiet, .flags = KT_MANUAL, .min_cpus = 2, .timeout_ms = 30000)
+{
+	uint64_t ms = 2 * WATCHDOG_THRESHOLD_MS;
+	if (config.host_cpus > 0 && num_online_cpus() > config.host_cpus)
+		ms *= (uint64_t)(num_online_cpus() + config.host_cpus - 1) / config.host_cpus;
+	kprintf("  # every CPU idle for %lu ms, past the watchdog's threshold\n", ms);
+	msleep(ms);
+	for (int cpu = 1; cpu < ncpus; cpu++)
+		KT_EXPECT(sched_cpu_idle(cpu));
+}
