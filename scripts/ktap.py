@@ -3,8 +3,13 @@
 
 The kernel prints KTAP version 1 (Linux Documentation/dev-tools/ktap.rst) on COM1, plus a few
 diagnostic line formats of its own (metrics, histograms, lock-torture statistics, the running
-test, totals and an end marker).  This module turns such a log into a structured report, decides
-the verdict (the runner's exit code) and writes JUnit XML and JSON.
+test, totals and an end marker).  This module turns such a log into a structured report and
+decides the verdict (the runner's exit code); the report is written as JUnit XML and JSON.
+
+The code is split by subject into modules that live next to this one: ktap_report holds the
+report's data model, the verdict rule and the JUnit XML / JSON writers, and ktap_diagnostics
+reads locklab's own diagnostic lines.  Every name they define for callers is re-exported here,
+so the other tools only `import ktap`.
 
 The parser is incremental (Parser.feed() one line at a time, then Parser.finish()) so that
 scripts/run-qemu can follow a live console; parse_text()/parse_file() wrap it for whole logs.
@@ -23,25 +28,18 @@ prints a summary and exits with the verdict (0 pass, 1 fail, 2 incomplete).
 """
 
 import argparse
-import json
 import re
 import sys
-import xml.etree.ElementTree as ET
 
-# Verdicts, as the runner's exit codes (3 timeout and 4 set-up error are decided by the runner).
-PASS, FAIL, INCOMPLETE, TIMEOUT, SETUP_ERROR = 0, 1, 2, 3, 4
-VERDICT_NAMES = {PASS: 'pass', FAIL: 'fail', INCOMPLETE: 'incomplete', TIMEOUT: 'timeout',
-                 SETUP_ERROR: 'setup-error'}
-
-# Test statuses of a leaf.
-OK, FAILED, SKIP, XFAIL = 'ok', 'fail', 'skip', 'xfail'
+from ktap_diagnostics import DiagnosticLines
+from ktap_report import (  # noqa: F401  (re-exported: callers only import ktap)
+    FAIL, FAILED, INCOMPLETE, MAX_TEXT, OK, PASS, SETUP_ERROR, SKIP, TIMEOUT, VERDICT_NAMES,
+    XFAIL, Report, Test, clip, decide_verdict, junit_tree, summary_lines, write_json,
+    write_junit)
 
 # The test that fails when the kernel command line has errors (the contract says so).
 CMDLINE_TEST = 'boot.cmdline'
 
-# Stored strings are capped: a runaway kernel can print megabytes without a newline, and the
-# report must stay small enough to read.
-MAX_TEXT = 4096
 # Diagnostics kept per test; the tail is the interesting part of a long dump (backtraces).
 MAX_DIAG_LINES = 400
 
@@ -59,25 +57,6 @@ _COMMENT_SPLIT = re.compile(r'(?:^|\s)#')
 _BAIL = re.compile(r'Bail out!\s*(.*)$')
 _SUBTEST = re.compile(r'#\s*Subtest:\s*(.*)$')
 
-# Diagnostic formats, matched against the text after the leading '#'.
-_RUNNING = re.compile(r'running:\s+(\S+)(?:\s+timeout_ms=(\d+))?')
-_METRIC = re.compile(r'metric:\s+(\S+)\s+(\S+)\s+(\S+)((?:\s+\S+)*)\s*$')
-_HIST_BEGIN = re.compile(r'hist-begin:\s+(\S+)((?:\s+\S+)*)\s*$')
-_HIST_END = re.compile(r'hist-end:\s+(\S+)((?:\s+\S+)*)\s*$')
-_HIST_ROW = re.compile(r'(-?\d+)((?:\s+\d+)+)\s*$')
-_TORTURE = re.compile(r'(\S+)-torture:\s+(Writes|Reads):\s+Total:\s+(\d+)\s+'
-                      r'Max/Min:\s+(\d+)/(\d+)\s*(\?\?\?)?\s+Fail:\s+(\d+)\s*(!!!)?')
-_CONFIG_ERROR = re.compile(r'config error:\s*(.*)$')
-_COUNTS = re.compile(r'(\S+):((?:\s+\w+:\d+)+)\s*$')
-_END = re.compile(r'locklab:\s+end\s+verdict=(\w+)')
-
-
-def clip(text, limit=MAX_TEXT):
-    """Cap a string, saying how much was cut."""
-    if len(text) <= limit:
-        return text
-    return '%s... [%d more characters]' % (text[:limit], len(text) - limit)
-
 
 def clean_segments(raw):
     """Split one raw console line into clean text lines.
@@ -91,55 +70,6 @@ def clean_segments(raw):
         part = _CONTROL.sub('', _ANSI.sub('', part))
         out.append(part.rstrip())
     return out
-
-
-def _number(text):
-    """An int or float from text, or None."""
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def _key_values(text):
-    """key=value tokens of a line; other tokens are returned separately."""
-    pairs, other = {}, []
-    for token in text.split():
-        key, sep, value = token.partition('=')
-        if sep and key:
-            number = _number(value)
-            pairs[key] = value if number is None else number
-        else:
-            other.append(token)
-    return pairs, other
-
-
-class Test:
-    """One result line (or a test that started and never reported one)."""
-
-    def __init__(self, name, number=None, status=OK, line=None):
-        self.name = name
-        self.number = number
-        self.status = status
-        self.directive = None          # 'SKIP', 'XFAIL', ... as written
-        self.reason = ''               # text after the directive
-        self.diagnostics = []
-        self.children = []             # results of its subtests, if it is a suite
-        self.line = line               # line number in the log (1-based)
-        self.duration = None           # seconds, when the host timed it
-        self.incomplete = False        # synthesized: the kernel never reported a result
-        self.path = None               # filled in by Parser.finish()
-
-    def to_dict(self):
-        suite, _, _ = (self.path or self.name).rpartition('.')
-        return {'path': self.path, 'suite': suite, 'name': self.name, 'status': self.status,
-                'directive': self.directive, 'reason': self.reason,
-                'diagnostics': list(self.diagnostics), 'duration': self.duration,
-                'line': self.line, 'incomplete': self.incomplete}
 
 
 class Suite:
@@ -161,69 +91,12 @@ class Suite:
         return self.plan is None and not self.results and self.closed_child is None
 
 
-class Report:
-    """Everything a log said, and what the parser thought of it."""
-
-    def __init__(self):
-        self.started = False
-        self.tests = []                # leaf Test objects, in log order
-        self.roots = []                # top-level Test objects (tree)
-        self.plan = None               # top-level plan
-        self.metrics = []
-        self.histograms = []
-        self.torture = []
-        self.config_errors = []
-        self.totals = None             # '# Totals:' at top level
-        self.suite_counts = {}         # KUnit-style per-suite counts
-        self.bail = None               # reason, when the kernel bailed out
-        self.end_verdict = None        # from '# locklab: end verdict=...'
-        self.problems = []             # {'severity', 'line', 'message'}
-        self.trailing = []             # diagnostics after the last result
-        self.require_end = True
-        self.verdict = INCOMPLETE
-        self.verdict_reasons = []
-
-    def counts(self):
-        counts = {OK: 0, FAILED: 0, SKIP: 0, XFAIL: 0}
-        for test in self.tests:
-            counts[test.status] += 1
-        return {'pass': counts[OK], 'fail': counts[FAILED], 'skip': counts[SKIP],
-                'xfail': counts[XFAIL], 'total': len(self.tests)}
-
-    def failed(self):
-        return [t for t in self.tests if t.status == FAILED]
-
-    def errors(self):
-        return [p for p in self.problems if p['severity'] == 'error']
-
-    def to_dict(self):
-        return {
-            'verdict': self.verdict,
-            'verdict_name': VERDICT_NAMES[self.verdict],
-            'verdict_reasons': list(self.verdict_reasons),
-            'started': self.started,
-            'counts': self.counts(),
-            'totals': self.totals,
-            'suite_counts': self.suite_counts,
-            'plan': self.plan,
-            'tests': [t.to_dict() for t in self.tests],
-            'metrics': self.metrics,
-            'histograms': self.histograms,
-            'torture': self.torture,
-            'config_errors': self.config_errors,
-            'bail': self.bail,
-            'end_verdict': self.end_verdict,
-            'problems': self.problems,
-            'trailing_diagnostics': self.trailing,
-        }
-
-
 def _reported(suite):
     """Result lines the kernel printed in a list (not the ones the parser made up)."""
     return sum(1 for test in suite.results if not test.incomplete)
 
 
-class Parser:
+class Parser(DiagnosticLines):
     """Incremental KTAP reader.  feed() returns events for live consumers:
 
         ('start',)                      the first 'KTAP version' line
@@ -485,6 +358,8 @@ class Parser:
 
     # -- diagnostics ------------------------------------------------------------------------
 
+    # The '#' line formats (metrics, histograms, ...) are read by DiagnosticLines.
+
     def _innermost(self):
         return self.stack[-1]
 
@@ -493,122 +368,6 @@ class Parser:
         if len(suite.diagnostics) >= MAX_DIAG_LINES:
             del suite.diagnostics[:len(suite.diagnostics) - MAX_DIAG_LINES + 1]
         suite.diagnostics.append(clip(text))
-
-    def _add_record(self, kind_list, record):
-        """Metrics, histograms and torture lines belong to the running test if the kernel
-        said which one runs, else to the next result in the current list."""
-        if self.running is not None:
-            record['test'] = self.running[0]
-        else:
-            self._innermost().records.append(record)
-        kind_list.append(record)
-
-    def _diagnostic(self, text, t):
-        if self.hist is not None:
-            row = _HIST_ROW.match(text)
-            if row:
-                self._hist_row(row)
-                return []
-        for regex, handler in ((_RUNNING, self._running), (_METRIC, self._metric),
-                               (_HIST_BEGIN, self._hist_begin), (_HIST_END, self._hist_end),
-                               (_TORTURE, self._torture), (_END, self._end),
-                               (_COUNTS, self._counts)):
-            match = regex.match(text)
-            if match:
-                events = handler(match, t)
-                if events is not None:
-                    return events
-                break
-        config = _CONFIG_ERROR.match(text)
-        if config:
-            self.report.config_errors.append(clip(config.group(1), 1024))
-        self._add_diagnostic(text)
-        return []
-
-    def _running(self, match, t):
-        path = clip(match.group(1), 512)
-        timeout_ms = int(match.group(2)) if match.group(2) else None
-        self.running = (path, timeout_ms, self.line_no, t)
-        return [('running', path, timeout_ms)]
-
-    def _metric(self, match, t):
-        path, value_text, unit, rest = match.groups()
-        value = _number(value_text)
-        if value is None:
-            self._problem('warning', 'metric %s: value "%s" is not a number'
-                          % (path, clip(value_text, 40)))
-            value = value_text
-        attrs, other = _key_values(rest)
-        record = {'path': clip(path, 512), 'value': value, 'unit': clip(unit, 64),
-                  'attrs': attrs, 'test': None, 'line': self.line_no}
-        if other:
-            record['extra'] = clip(' '.join(other), 512)
-        self._add_record(self.report.metrics, record)
-        return []
-
-    def _hist_begin(self, match, t):
-        if self.hist is not None:
-            self._problem('warning', 'histogram %s has no hist-end line' % self.hist['path'])
-            self.hist = None
-        attrs, _ = _key_values(match.group(2))
-        self.hist = {'path': clip(match.group(1), 512), 'unit': attrs.get('unit'),
-                     'bucket': attrs.get('bucket'), 'cpus': attrs.get('cpus'),
-                     'buckets': [], 'samples': None, 'min': None, 'avg': None, 'max': None,
-                     'overflows': None, 'complete': False, 'test': None,
-                     'line': self.line_no}
-        self._add_record(self.report.histograms, self.hist)
-        return []
-
-    def _hist_row(self, match):
-        counts = [int(c) for c in match.group(2).split()]
-        cpus = self.hist['cpus']
-        if isinstance(cpus, int) and len(counts) != cpus:
-            self._problem('warning', 'histogram %s: %d counts for %d cpus'
-                          % (self.hist['path'], len(counts), cpus))
-        if len(self.hist['buckets']) < 1000000:
-            self.hist['buckets'].append([int(match.group(1)), counts])
-
-    def _hist_end(self, match, t):
-        hist = self.hist
-        path = match.group(1)
-        if hist is None or hist['path'] != path:
-            self._problem('warning', 'hist-end for %s without its hist-begin' % clip(path, 80))
-            return []
-        attrs, _ = _key_values(match.group(2))
-        for key in ('samples', 'min', 'avg', 'max', 'overflows'):
-            hist[key] = attrs.get(key)
-        hist['complete'] = True
-        counted = sum(sum(c) for _, c in hist['buckets'])
-        if isinstance(hist['samples'], int) and isinstance(hist['overflows'], int) \
-                and counted + hist['overflows'] != hist['samples']:
-            self._problem('warning', 'histogram %s: buckets hold %d samples, hist-end says %d '
-                          '(overflows %d)' % (path, counted, hist['samples'], hist['overflows']))
-        self.hist = None
-        return []
-
-    def _torture(self, match, t):
-        lock, kind, total, high, low, imbalance, fail, flagged = match.groups()
-        record = {'lock': lock, 'kind': kind.lower(), 'total': int(total), 'max': int(high),
-                  'min': int(low), 'imbalance': bool(imbalance), 'fail': int(fail),
-                  'flagged': bool(flagged), 'test': None, 'line': self.line_no}
-        self._add_record(self.report.torture, record)
-        # Keep it as a diagnostic too: it explains a failing torture test.
-        return None
-
-    def _counts(self, match, t):
-        name = match.group(1)
-        counts = {key: int(value) for key, value in
-                  (pair.split(':') for pair in match.group(2).split())}
-        if name == 'Totals':
-            self.report.totals = counts
-        else:
-            self.report.suite_counts[name] = counts
-        return []
-
-    def _end(self, match, t):
-        self.report.end_verdict = match.group(1)
-        self.ended = True
-        return [('end', match.group(1))]
 
     def _bail(self, reason):
         reason = clip(reason or 'no reason given', 1024)
@@ -724,31 +483,6 @@ class Parser:
                           % (totals['total'], counted))
 
 
-def decide_verdict(report):
-    """The exit code for a parsed log and the reasons for it (0 pass, 1 fail, 2 incomplete)."""
-    reasons = []
-    if not report.started:
-        return INCOMPLETE, ['no KTAP output']
-    if report.bail is not None:
-        reasons.append('bail out: %s' % report.bail)
-    if report.end_verdict == 'bail':
-        reasons.append('the kernel reported verdict=bail')
-    reasons.extend(p['message'] for p in report.errors())
-    if reasons:
-        return INCOMPLETE, reasons
-    failed = report.failed()
-    if failed:
-        reasons.append('%d test(s) failed: %s' % (len(failed), ', '.join(
-            t.path for t in failed[:10]) + (' ...' if len(failed) > 10 else '')))
-        if report.end_verdict == 'pass':
-            reasons.append('the kernel claimed verdict=pass')
-        return FAIL, reasons
-    if report.end_verdict not in (None, 'pass'):
-        return FAIL, ['the kernel reported verdict=%s although no test failed'
-                      % report.end_verdict]
-    return PASS, reasons
-
-
 def parse_lines(lines, require_end=True):
     parser = Parser()
     for line in lines:
@@ -765,123 +499,6 @@ def parse_text(text, require_end=True):
 def parse_file(path, require_end=True):
     with open(path, 'rb') as log:
         return parse_text(log.read(), require_end=require_end)
-
-
-# -- reports ----------------------------------------------------------------------------------
-
-_XML_INVALID = re.compile('[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]')
-
-
-def _xml_text(text):
-    return _XML_INVALID.sub('\ufffd', str(text))
-
-
-def _classname(test):
-    suite = test.path.rpartition('.')[0]
-    return suite or 'locklab'
-
-
-def junit_tree(report, name='locklab', properties=None, run_error=None):
-    """An ElementTree of JUnit XML: one testcase per KTAP leaf, grouped by suite path.
-
-    An unfinished log (or run_error, a list of reasons the caller found elsewhere) adds an
-    error testcase locklab.ktap-stream, so that CI sees it even when every test passed."""
-    root = ET.Element('testsuites', name=name)
-    if properties:
-        props = ET.SubElement(root, 'properties')
-        for key, value in properties.items():
-            ET.SubElement(props, 'property', name=_xml_text(key), value=_xml_text(value))
-    suites = {}
-    for test in report.tests:
-        classname = _classname(test)
-        if classname not in suites:
-            suites[classname] = ET.SubElement(root, 'testsuite', name=_xml_text(classname))
-        _junit_case(suites[classname], test, classname)
-    reasons = list(run_error or [])
-    if report.verdict == INCOMPLETE:
-        reasons += report.verdict_reasons
-    if reasons:
-        suite = ET.SubElement(root, 'testsuite', name='locklab')
-        suites['locklab:run'] = suite
-        case = ET.SubElement(suite, 'testcase', classname='locklab', name='ktap-stream')
-        error = ET.SubElement(case, 'error', message=_xml_text(clip('; '.join(reasons), 2000)))
-        error.text = _xml_text('\n'.join(reasons))
-    totals = {'tests': 0, 'failures': 0, 'errors': 0, 'skipped': 0}
-    for suite in suites.values():
-        cases = suite.findall('testcase')
-        counts = {'tests': len(cases),
-                  'failures': sum(1 for c in cases if c.find('failure') is not None),
-                  'errors': sum(1 for c in cases if c.find('error') is not None),
-                  'skipped': sum(1 for c in cases if c.find('skipped') is not None)}
-        for key, value in counts.items():
-            suite.set(key, str(value))
-            totals[key] += value
-        times = [float(c.get('time')) for c in cases if c.get('time')]
-        if times:
-            suite.set('time', '%.3f' % sum(times))
-    for key, value in totals.items():
-        root.set(key, str(value))
-    return ET.ElementTree(root)
-
-
-def _junit_case(suite, test, classname):
-    case = ET.SubElement(suite, 'testcase', classname=_xml_text(classname),
-                         name=_xml_text(test.name))
-    if test.duration is not None:
-        case.set('time', '%.3f' % test.duration)
-    diagnostics = '\n'.join(test.diagnostics)
-    if test.status == FAILED:
-        tag = 'error' if test.incomplete else 'failure'
-        message = diagnostics or test.reason or 'not ok'
-        if test.incomplete and test.reason:
-            message = test.reason + ('\n' + diagnostics if diagnostics else '')
-        element = ET.SubElement(case, tag, message=_xml_text(clip(message, 8000)),
-                                type='incomplete' if test.incomplete else 'not ok')
-        element.text = _xml_text(message)
-    elif test.status == SKIP:
-        ET.SubElement(case, 'skipped', message=_xml_text(test.reason))
-    elif test.status == XFAIL:
-        out = ET.SubElement(case, 'system-out')
-        out.text = _xml_text('XFAIL: %s' % test.reason + ('\n' + diagnostics if diagnostics
-                                                          else ''))
-
-
-def write_junit(report, path, properties=None, run_error=None):
-    tree = junit_tree(report, properties=properties, run_error=run_error)
-    if hasattr(ET, 'indent'):
-        ET.indent(tree)
-    tree.write(path, encoding='utf-8', xml_declaration=True)
-
-
-def write_json(report, path, extra=None):
-    data = report.to_dict()
-    if extra:
-        data.update(extra)
-    with open(path, 'w', encoding='utf-8') as out:
-        json.dump(data, out, indent=1, sort_keys=False)
-        out.write('\n')
-
-
-def summary_lines(report, verbose=True):
-    """Human-readable summary of a report."""
-    counts = report.counts()
-    lines = ['%d tests: %d passed, %d failed, %d skipped, %d xfail'
-             % (counts['total'], counts['pass'], counts['fail'], counts['skip'], counts['xfail'])]
-    if verbose:
-        for test in report.tests:
-            if test.status == FAILED:
-                lines.append('not ok %s%s' % (test.path, ' (no result)' if test.incomplete
-                                              else ''))
-                lines.extend('    # ' + d for d in test.diagnostics[-20:])
-    if report.bail is not None:
-        lines.append('bail out: %s' % report.bail)
-    for problem in report.problems:
-        lines.append('%s: line %s: %s' % (problem['severity'], problem['line'],
-                                          problem['message']))
-    lines.append('verdict: %d (%s)%s' % (report.verdict, VERDICT_NAMES[report.verdict],
-                                         ': ' + '; '.join(report.verdict_reasons)
-                                         if report.verdict else ''))
-    return lines
 
 
 def main(argv=None):

@@ -22,7 +22,9 @@ LOCKS_BENCH_ARGS ?=
 
 LOCKS_SRCS      := $(wildcard $(LOCKS_DIR)/*.c)
 LOCKS_HDRS      := $(wildcard $(LOCKS_DIR)/*.h)
-LOCKS_TEST_SRCS := $(LOCKS_TDIR)/torture.c
+LOCKS_TEST_SRCS := $(addprefix $(LOCKS_TDIR)/,torture.c torture_excl.c torture_brk.c \
+                   torture_rw.c torture_child.c torture_bench.c)
+LOCKS_TEST_HDRS := $(LOCKS_TDIR)/torture.h
 
 LOCKS_CFLAGS    := -std=gnu11 -Wall -Wextra -Werror -g -pthread -DLOCKLAB_HOST \
                    -I$(LOCKS_DIR) -rdynamic
@@ -58,11 +60,11 @@ host-locks-bench: $(LOCKS_PLAIN_BIN)
 host-locks-kcheck: $(LOCKS_KOBJS)
 	@echo "kernel/lock: freestanding build ok with: $(LOCKS_KCCS)"
 
-$(LOCKS_TSAN_BIN): $(LOCKS_SRCS) $(LOCKS_HDRS) $(LOCKS_TEST_SRCS)
+$(LOCKS_TSAN_BIN): $(LOCKS_SRCS) $(LOCKS_HDRS) $(LOCKS_TEST_SRCS) $(LOCKS_TEST_HDRS)
 	@mkdir -p $(@D)
 	$(LOCKS_CC) $(LOCKS_TSAN_FLAGS) -o $@ $(LOCKS_SRCS) $(LOCKS_TEST_SRCS)
 
-$(LOCKS_PLAIN_BIN): $(LOCKS_SRCS) $(LOCKS_HDRS) $(LOCKS_TEST_SRCS)
+$(LOCKS_PLAIN_BIN): $(LOCKS_SRCS) $(LOCKS_HDRS) $(LOCKS_TEST_SRCS) $(LOCKS_TEST_HDRS)
 	@mkdir -p $(@D)
 	$(LOCKS_CC) $(LOCKS_PLAIN_FLAGS) -o $@ $(LOCKS_SRCS) $(LOCKS_TEST_SRCS)
 
