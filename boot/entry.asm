@@ -175,9 +175,11 @@ higher_half:
 	xor ebp, ebp
 	push rbp			; a zero return address ends backtraces
 	; GS holds the boot CPU's struct cpu from here on (cpu_init sets it again
-	; with the GDT): the inline lock fast path counts preemption through it.
+	; with the GDT), with its self pointer: this_cpu(), smp_processor_id()
+	; and the inline lock fast path work from the first line of C.
 	mov ecx, 0xc0000101		; IA32_GS_BASE
 	mov rax, cpus
+	mov [rax], rax			; cpus[0].self
 	mov rdx, rax
 	shr rdx, 32
 	wrmsr

@@ -63,7 +63,6 @@ void tlb_ticket_wait(uint64_t ticket);
  * context switch, before the next thread runs.  Each is one compare when
  * nothing is pending.
  */
-void tlb_check_pending(void);
 void tlb_switch_hook(void);
 /*
  * Idle: a CPU in its idle loop gets no flush IPIs.  tlb_idle_enter (with

@@ -26,12 +26,6 @@
 
 static bool uart_present;
 static volatile int console_owner = -1;
-bool percpu_ready;
-
-static int current_cpu_or_zero(void)
-{
-	return percpu_ready ? this_cpu()->id : 0;
-}
 
 void console_init(void)
 {
@@ -83,7 +77,7 @@ void console_write(const char *s, size_t n)
 /* Returns false when this CPU already holds the lock (nested: write through). */
 static bool console_lock(unsigned long *flags)
 {
-	int me = current_cpu_or_zero();
+	int me = smp_processor_id();
 
 	*flags = read_rflags();
 	__asm__ volatile("cli" ::: "memory");

@@ -16,7 +16,6 @@
 
 struct cpu cpus[MAX_CPUS];
 int ncpus = 1;
-extern bool percpu_ready;
 
 static uint64_t gdt[GDT_ENTRIES] __attribute__((aligned(16)));
 /* The boot CPU's interrupt stacks until mm_init gives it guarded ones. */
@@ -85,8 +84,6 @@ void cpu_init(struct cpu *c)
 	__asm__ volatile("mov %0, %%gs" : : "r"(0));
 	wrmsr(MSR_GS_BASE, (uint64_t)c);
 	idt_load();
-	if (id == 0)
-		percpu_ready = true;
 }
 
 /*
@@ -106,13 +103,12 @@ void cpu_setup_ist_stacks(struct cpu *c)
 
 int smp_processor_id(void)
 {
-	/* Before the boot CPU's GS base is set, only the boot CPU runs. */
-	return percpu_ready ? this_cpu()->id : 0;
+	return this_cpu()->id;
 }
 
 bool need_resched(void)
 {
-	return percpu_ready && this_cpu()->resched;
+	return this_cpu()->resched;
 }
 
 void percpu_setup(int id)

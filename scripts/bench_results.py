@@ -6,27 +6,15 @@ scenario, plot and HTML modules can share them without importing benchlib, which
 those modules.
 """
 
-import importlib.machinery
-import importlib.util
 import json
 import math
 import os
 import re
 
-HERE = os.path.dirname(os.path.realpath(__file__))
+from scriptload import load_script
 
-
-def _load_report_script():
-    """scripts/report (no .py suffix): its histogram and gnuplot functions."""
-    path = os.path.join(HERE, 'report')
-    loader = importlib.machinery.SourceFileLoader('locklab_report_script', path)
-    spec = importlib.util.spec_from_loader('locklab_report_script', loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-REPORT = _load_report_script()
+# scripts/report: its histogram and gnuplot functions.
+REPORT = load_script('report', 'locklab_report_script')
 
 # Attributes that always tell lines of one metric apart (a sweep or a configuration).
 IDENTITY_KEYS = frozenset(('cpus', 'threads', 'locks', 'section_us', 'load', 'mode', 'k',

@@ -83,7 +83,7 @@ static inline void cpu_relax(void)
 	__asm__ __volatile__("pause" ::: "memory");
 }
 
-/* smp_processor_id() without the call: struct cpu's id, 0 before cpu_init() (GS: see above). */
+/* smp_processor_id() without the call: struct cpu's id (GS: see above). */
 static inline int arch_cpu_id(void)
 {
 	int id;

@@ -63,15 +63,17 @@ void brk_lock_init(struct brk_lock *l)
 
 void brk_lock(struct brk_lock *l)
 {
+	struct ticket_lock *tl = &l->tl;
 	uint32_t old;
 	uint16_t me;
 	struct lock_wait w;
 
-	lock_debug_before(LOCK_META(l), l);
-	old = __atomic_fetch_add(&l->val, 1u << 16, __ATOMIC_ACQUIRE);
+	/* ticket_lock()'s, with the request registered while it waits. */
+	lock_debug_before(LOCK_META(tl), l);
+	old = __atomic_fetch_add(&tl->val, TICKET_TAIL_ONE, __ATOMIC_ACQUIRE);
 	me = (uint16_t)(old >> 16);
 	if (lock_likely((uint16_t)old == me)) {
-		lock_acquired(LOCK_META(l), NULL);
+		lock_acquired(LOCK_META(tl), NULL);
 		return;
 	}
 	/* Register the break request... */
@@ -80,44 +82,16 @@ void brk_lock(struct brk_lock *l)
 	__atomic_fetch_add(&l->audit.registered, 1, __ATOMIC_SEQ_CST);
 #endif
 	lock_wait_begin(&w);
-	while (__atomic_load_n(&l->head, __ATOMIC_ACQUIRE) != me) {
+	while (__atomic_load_n(&tl->head, __ATOMIC_ACQUIRE) != me) {
 		cpu_relax();
-		lock_wait_spin(&w, LOCK_META(l), l);
+		lock_wait_spin(&w, LOCK_META(tl), l);
 	}
 	/* ...and withdraw it, now that it has been served. */
 #ifdef BRK_AUDIT
 	__atomic_fetch_add(&l->audit.granted, 1, __ATOMIC_SEQ_CST);
 #endif
 	__atomic_fetch_sub(&l->spinners, 1, __ATOMIC_RELAXED);
-	lock_acquired(LOCK_META(l), &w);
-}
-
-bool brk_trylock(struct brk_lock *l)
-{
-	uint32_t old = __atomic_load_n(&l->val, __ATOMIC_RELAXED);
-
-	if ((uint16_t)old != (uint16_t)(old >> 16))
-		return false;
-	if (!__atomic_compare_exchange_n(&l->val, &old, old + (1u << 16), false, __ATOMIC_ACQUIRE,
-	                                 __ATOMIC_RELAXED))
-		return false;
-	lock_acquired(LOCK_META(l), NULL);
-	return true;
-}
-
-void brk_unlock(struct brk_lock *l)
-{
-	uint16_t head = __atomic_load_n(&l->head, __ATOMIC_RELAXED);
-
-	lock_released(LOCK_META(l), l);
-	__atomic_store_n(&l->head, (uint16_t)(head + 1), __ATOMIC_RELEASE);
-}
-
-bool brk_is_locked(const struct brk_lock *l)
-{
-	uint32_t v = __atomic_load_n(&l->val, __ATOMIC_RELAXED);
-
-	return (uint16_t)v != (uint16_t)(v >> 16);
+	lock_acquired(LOCK_META(tl), &w);
 }
 
 /* ---- audit ------------------------------------------------------------- */
@@ -144,7 +118,7 @@ bool brk_audit_verdict(struct brk_audit *a, uint32_t pending, bool answer)
 static bool caller_holds(struct brk_lock *l)
 {
 #ifdef LOCK_DEBUG
-	return lock_owner_cpu(LOCK_META(l)) == arch_cpu_id();
+	return lock_owner_cpu(LOCK_META(&l->tl)) == arch_cpu_id();
 #else
 	(void)l;
 	return true;
@@ -165,9 +139,10 @@ bool brk_need_lockbreak_audited(struct brk_lock *l)
 	return __atomic_load_n(&l->spinners, __ATOMIC_RELAXED) != 0;
 }
 
+/* ticket_is_contended(), with the ordering the audit needs. */
 static bool contended(const struct brk_lock *l, int mo)
 {
-	uint32_t v = __atomic_load_n(&l->val, mo);
+	uint32_t v = __atomic_load_n(&l->tl.val, mo);
 
 	return (uint16_t)((uint16_t)(v >> 16) - (uint16_t)v) > 1;
 }

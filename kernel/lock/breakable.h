@@ -2,7 +2,7 @@
 #ifndef LOCKLAB_LOCK_BREAKABLE_H
 #define LOCKLAB_LOCK_BREAKABLE_H
 
-#include "lock_debug.h"
+#include "ticket.h"
 
 /* Lost-break-request audit; on whenever LOCK_DEBUG is (see breakable.c). */
 #if defined(LOCK_DEBUG) && !defined(BRK_AUDIT)
@@ -16,31 +16,36 @@ struct brk_audit {
 	uint32_t checks;     /* holder checks audited */
 };
 
+/* A ticket lock (ticket.c) and the count of CPUs spinning on it. */
 struct brk_lock {
-	union {
-		uint32_t val;
-		struct {
-			uint16_t head;
-			uint16_t tail;
-		};
-	};
-	uint32_t spinners; /* CPUs spinning on this lock: the break request */
+	struct ticket_lock tl; /* first: its debug metadata names the lock */
+	uint32_t spinners;     /* CPUs spinning on this lock: the break request */
 #ifdef BRK_AUDIT
 	struct brk_audit audit;
 #endif
-	LOCK_META_FIELD
 };
 
-#define BRK_LOCK_INIT(n)                   \
-	{                                  \
-		.val = 0 LOCK_META_INIT(n) \
+#define BRK_LOCK_INIT(n)                  \
+	{                                 \
+		.tl = TICKET_LOCK_INIT(n) \
 	}
 
 void brk_lock_init(struct brk_lock *l);
 void brk_lock(struct brk_lock *l);
-bool brk_trylock(struct brk_lock *l);
-void brk_unlock(struct brk_lock *l);
-bool brk_is_locked(const struct brk_lock *l);
+
+/* Taking it without waiting, releasing it: the ticket lock's own. */
+static inline bool brk_trylock(struct brk_lock *l)
+{
+	return ticket_trylock(&l->tl);
+}
+static inline void brk_unlock(struct brk_lock *l)
+{
+	ticket_unlock(&l->tl);
+}
+static inline bool brk_is_locked(const struct brk_lock *l)
+{
+	return ticket_is_locked(&l->tl);
+}
 
 /* The contention test that replaced break_lock in Linux: tail - head > 1. */
 bool brk_is_contended(struct brk_lock *l);

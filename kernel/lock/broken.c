@@ -80,14 +80,14 @@ void broken_unlock(struct broken_lock *l)
 
 void brk_legacy_init(struct brk_legacy_lock *l)
 {
-	brk_lock_init(&l->tl);
+	ticket_lock_init(&l->tl);
 	l->break_lock = 0;
 	l->audit = (struct brk_audit){0, 0, 0, 0};
 }
 
 void brk_legacy_lock(struct brk_legacy_lock *l)
 {
-	uint32_t old = __atomic_fetch_add(&l->tl.val, 1u << 16, __ATOMIC_ACQUIRE);
+	uint32_t old = __atomic_fetch_add(&l->tl.val, TICKET_TAIL_ONE, __ATOMIC_ACQUIRE);
 	uint16_t me = (uint16_t)(old >> 16);
 
 	if ((uint16_t)old != me) {

@@ -30,8 +30,8 @@ void broken_unlock(struct broken_lock *l);
 
 /* The 2.6-era break_lock flag protocol, kept to show that it loses requests. */
 struct brk_legacy_lock {
-	struct brk_lock tl;  /* its ticket word only; the spinners count is unused */
-	uint32_t break_lock; /* set by spinners, cleared by each new holder */
+	struct ticket_lock tl; /* its ticket word only, without the debug hooks */
+	uint32_t break_lock;   /* set by spinners, cleared by each new holder */
 	struct brk_audit audit;
 };
 

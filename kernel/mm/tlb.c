@@ -265,12 +265,6 @@ void irq_enable_hook(void)
 		catch_up(W_IRQ);
 }
 
-void tlb_check_pending(void)
-{
-	if (pending())
-		catch_up(W_IRQ);
-}
-
 void tlb_switch_hook(void)
 {
 	if (pending())

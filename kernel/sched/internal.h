@@ -130,8 +130,8 @@ void resched_cpu(int cpu);
 void kick_idle(int busy, const cpumask_t *aff);
 /* t was just queued on rq (locked): preempt rq's CPU, or kick an idle one to take t. */
 void check_preempt(struct rq *rq, struct thread *t);
-/* A sleeping call from where nothing may sleep: panic with the context. */
-__noreturn void atomic_sleep_bug(const char *what);
+/* `what` switches out: panic, with the context, if it was called where nothing may. */
+void sched_check_may_switch(const char *what);
 
 /* timer.c */
 void sched_timer_init(void);

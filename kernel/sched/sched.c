@@ -286,7 +286,7 @@ void sched_switch_out(void)
 	preempt_count_dec();
 }
 
-__noreturn void atomic_sleep_bug(const char *what)
+static __noreturn void atomic_sleep_bug(const char *what)
 {
 	struct thread *t = this_thread();
 	panic("%s in atomic context: thread %d (%s) on CPU %d, preempt_count %d, irq_depth %d",
@@ -294,13 +294,18 @@ __noreturn void atomic_sleep_bug(const char *what)
 	      this_cpu()->irq_depth);
 }
 
+void sched_check_may_switch(const char *what)
+{
+	if (preempt_count() || this_cpu()->irq_depth)
+		atomic_sleep_bug(what);
+}
+
 void schedule(void)
 {
 	if (!sched_running)
 		return;
 	unsigned long flags = local_irq_save();
-	if (preempt_count() || this_cpu()->irq_depth)
-		atomic_sleep_bug("schedule()");
+	sched_check_may_switch("schedule()");
 	sched_switch_out();
 	local_irq_restore(flags);
 }
@@ -349,8 +354,7 @@ void yield(void)
 	if (!sched_running)
 		return;
 	unsigned long flags = local_irq_save();
-	if (preempt_count() || this_cpu()->irq_depth)
-		atomic_sleep_bug("yield()");
+	sched_check_may_switch("yield()");
 	this_thread()->slice_expired = true;
 	sched_switch_out();
 	local_irq_restore(flags);
@@ -363,8 +367,6 @@ bool sched_can_sleep(void)
 }
 
 /* ---- Hooks from the lock layer and the interrupt path. */
-
-extern bool percpu_ready;
 
 _Static_assert(offsetof(struct cpu, id) == LOCK_CPU_ID_OFFSET,
                "kernel/lock/arch_kernel.h must follow struct cpu's id");
@@ -388,7 +390,7 @@ void lock_preempt_resched(void)
  */
 void lock_cond_resched(void)
 {
-	if (!percpu_ready || model == PREEMPT_NONE || !sched_running || !this_cpu()->resched)
+	if (model == PREEMPT_NONE || !sched_running || !this_cpu()->resched)
 		return;
 	int pc = preempt_count();
 	if (pc > 1 || irqs_disabled() || this_cpu()->irq_depth)

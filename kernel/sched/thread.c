@@ -226,8 +226,7 @@ int thread_migrate(struct thread *t, int cpu)
 			t->migrate_to = cpu == t->cpu ? -1 : cpu;
 			rq_unlock(rq);
 			if (t == this_thread()) {
-				if (preempt_count() || this_cpu()->irq_depth)
-					atomic_sleep_bug("thread_migrate(self)");
+				sched_check_may_switch("thread_migrate(self)");
 				sched_switch_out();
 			} else {
 				resched_cpu(rq->cpu);

@@ -166,8 +166,7 @@ void sched_timed_block(uint64_t deadline)
 	struct thread *me = this_thread();
 	unsigned long flags = local_irq_save();
 
-	if (preempt_count() || this_cpu()->irq_depth)
-		atomic_sleep_bug("a timed sleep");
+	sched_check_may_switch("a timed sleep");
 	sched_timer_arm(me, deadline);
 	sched_switch_out();
 	local_irq_restore(flags);

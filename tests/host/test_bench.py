@@ -4,8 +4,6 @@ aggregation (medians, spread, identities), the scenario ratios, the peers and th
 writer."""
 
 import contextlib
-import importlib.machinery
-import importlib.util
 import io
 import json
 import os
@@ -19,20 +17,12 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, 'scripts'))
 import benchlib  # noqa: E402
 import ktap  # noqa: E402
+from scriptload import load_script  # noqa: E402
 
 HAVE_GNUPLOT = shutil.which('gnuplot') is not None
 
 
-def load_bench_script():
-    path = os.path.join(REPO, 'scripts', 'bench')
-    loader = importlib.machinery.SourceFileLoader('bench_script', path)
-    spec = importlib.util.spec_from_loader('bench_script', loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-bench = load_bench_script()
+bench = load_script('bench', 'bench_script')
 
 
 def ktap_log(tests, tsc_mhz=2600.0):

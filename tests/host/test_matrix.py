@@ -1,7 +1,5 @@
 """Tests of scripts/test-matrix: the matrix file format and whole runs with a fake QEMU."""
 
-import importlib.machinery
-import importlib.util
 import os
 import shlex
 import subprocess
@@ -16,15 +14,10 @@ TEST_MATRIX = os.path.join(REPO, 'scripts', 'test-matrix')
 FAKE_QEMU = os.path.join(HERE, 'fake_qemu.py')
 
 
-def load_test_matrix():
-    loader = importlib.machinery.SourceFileLoader('test_matrix_script', TEST_MATRIX)
-    spec = importlib.util.spec_from_loader('test_matrix_script', loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+sys.path.insert(0, os.path.join(REPO, 'scripts'))
+from scriptload import load_script  # noqa: E402
 
-
-tm = load_test_matrix()
+tm = load_script('test-matrix', 'test_matrix_script')
 
 
 class MatrixFile(unittest.TestCase):

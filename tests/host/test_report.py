@@ -2,13 +2,12 @@
 gnuplot PNGs, on a synthetic serial log (data/report_sample.log) and small edge cases."""
 
 import contextlib
-import importlib.machinery
-import importlib.util
 import io
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import unittest
 
@@ -19,16 +18,10 @@ SAMPLE = os.path.join(DATA, 'report_sample.log')
 HAVE_GNUPLOT = shutil.which('gnuplot') is not None
 
 
-def load_report_script():
-    path = os.path.join(REPO, 'scripts', 'report')
-    loader = importlib.machinery.SourceFileLoader('report_script', path)
-    spec = importlib.util.spec_from_loader('report_script', loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+sys.path.insert(0, os.path.join(REPO, 'scripts'))
+from scriptload import load_script  # noqa: E402
 
-
-report = load_report_script()
+report = load_script('report', 'report_script')
 ktap = report.ktap
 
 # What the sample log holds.

@@ -2,8 +2,6 @@
 against tests/host/fake_qemu.py."""
 
 import contextlib
-import importlib.machinery
-import importlib.util
 import io
 import json
 import os
@@ -22,15 +20,10 @@ RUN_QEMU = os.path.join(REPO, 'scripts', 'run-qemu')
 FAKE_QEMU = os.path.join(HERE, 'fake_qemu.py')
 
 
-def load_run_qemu():
-    loader = importlib.machinery.SourceFileLoader('run_qemu', RUN_QEMU)
-    spec = importlib.util.spec_from_loader('run_qemu', loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+sys.path.insert(0, os.path.join(REPO, 'scripts'))
+from scriptload import load_script  # noqa: E402
 
-
-rq = load_run_qemu()
+rq = load_script('run-qemu', 'run_qemu')
 
 
 def qemu_split(option):
@@ -165,7 +158,6 @@ class Decisions(unittest.TestCase):
         self.assertEqual(rq.qemu_status_verdict(-9)[0], 2)
 
     def test_combined_verdict(self):
-        sys.path.insert(0, os.path.join(REPO, 'scripts'))
         import ktap
         complete = ktap.parse_text('KTAP version 1\n1..1\nok 1 a\n# locklab: end verdict=pass\n')
         cut = ktap.parse_text('KTAP version 1\n1..2\nok 1 a\n')

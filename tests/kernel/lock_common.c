@@ -119,7 +119,7 @@ static int raw_queue(int cpu)
 static void brk_init(void)
 {
 	brk_lock_init(&ty_brk);
-	lock_set_name(&ty_brk, "lock.breakable");
+	lock_set_name(&ty_brk.tl, "lock.breakable");
 }
 static void brk_lk(int cpu)
 {
@@ -134,7 +134,7 @@ static void brk_ulk(int cpu)
 static int brk_queue(int cpu)
 {
 	(void)cpu;
-	return ticket_word_queue(&ty_brk.val, 1);
+	return ticket_word_queue(&ty_brk.tl.val, 1);
 }
 
 static void pv_init(void)

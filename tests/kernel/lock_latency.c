@@ -171,7 +171,7 @@ static bool walk_queued(void)
 		return spin_is_contended(&wk.spin);
 	default:
 		/* The word itself: brk_is_contended() would count in the audit. */
-		v = __atomic_load_n(&wk.brk.val, __ATOMIC_ACQUIRE);
+		v = __atomic_load_n(&wk.brk.tl.val, __ATOMIC_ACQUIRE);
 		return (uint16_t)((uint16_t)(v >> 16) - (uint16_t)v) > 1;
 	}
 }
@@ -271,8 +271,8 @@ static bool walk_run(enum walk_kind kind, struct walk_result *res)
 	brk_lock_init(&wk.outer);
 	spin_lock_init(&wk.spin);
 	spin_lock_init(&wk.waiter_outer);
-	lock_set_name(&wk.brk, "lock.walk");
-	lock_set_name(&wk.outer, "lock.walk_outer");
+	lock_set_name(&wk.brk.tl, "lock.walk");
+	lock_set_name(&wk.outer.tl, "lock.walk_outer");
 	lt_prepare(&lt, walk_body, NULL, 0);
 	if (!lt_run_cpus(&lt, 2, RUN_TIMEOUT_MS))
 		return false;
@@ -438,7 +438,7 @@ static uint64_t lost_run(long mode, const char *name, uint64_t *breaks)
 	char extra[96];
 
 	brk_lock_init(&lost_lock);
-	lock_set_name(&lost_lock, "lock.lost");
+	lock_set_name(&lost_lock.tl, "lock.lost");
 	brk_legacy_init(&legacy_lock);
 	lt_xs.counter = 0;
 	lt_xs.owner = 0;

@@ -77,8 +77,8 @@ static struct result brk_break_test(bool contended)
 
 	brk_lock_init(&B_a);
 	brk_lock_init(&B_b);
-	lock_set_name(&B_a, "brk.a");
-	lock_set_name(&B_b, "brk.b");
+	lock_set_name(&B_a.tl, "brk.a");
+	lock_set_name(&B_b.tl, "brk.b");
 	b_a = b_b = 0;
 	brk_use_contended = contended;
 	run_threads(nthreads, brk_worker, run_ms);
