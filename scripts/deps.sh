@@ -28,12 +28,12 @@ qemu_version() {
 debian_mirror() {
 	{
 		sed -n 's/^deb \(\[[^]]*\] \)\{0,1\}\([^ ]*\) bookworm .*/\2/p' \
-			/etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
+			/etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true
 		awk 'function flush() { if (uri != "" && hit) print uri; uri = ""; hit = 0 }
 			/^[ \t]*$/ { flush(); next }
 			/^URIs:/ { uri = $2 }
 			/^Suites:/ { for (i = 2; i <= NF; i++) if ($i == "bookworm") hit = 1 }
-			END { flush() }' /etc/apt/sources.list.d/*.sources 2>/dev/null
+			END { flush() }' /etc/apt/sources.list.d/*.sources 2>/dev/null || true
 		echo http://deb.debian.org/debian
 	} | head -n1
 }

@@ -42,6 +42,12 @@ void arch_host_reset_stats(void);
 
 void arch_halt_if(const uint32_t *word, uint32_t old);
 void arch_kick_cpu(int cpu);
+/* The host has no hypervisor telling it that a thread is off its CPU. */
+static inline bool arch_vcpu_is_preempted(int cpu)
+{
+	(void)cpu;
+	return false;
+}
 void arch_dump_cpu_stack(int cpu);
 void arch_host_dump_stack(void);
 int arch_host_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

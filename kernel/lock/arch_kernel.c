@@ -14,6 +14,12 @@
 __attribute__((weak)) void lock_preempt_resched(void)
 {
 }
+__attribute__((weak)) bool arch_vcpu_is_preempted(int cpu)
+{
+	(void)cpu;
+	return false;
+}
+
 __attribute__((weak)) void lock_cond_resched(void)
 {
 }

@@ -28,6 +28,8 @@ extern _Noreturn void panic(const char *fmt, ...) __attribute__((format(printf, 
 /* ---- weak defaults in arch_kernel.c; the scheduler may override -------- */
 extern void lock_preempt_resched(void); /* the preemption count fell to 0, a switch is due */
 extern void lock_cond_resched(void);    /* called by cond_resched_lock() with the lock dropped */
+/* Is that CPU's vCPU preempted by the hypervisor right now?  False where no host says. */
+extern bool arch_vcpu_is_preempted(int cpu);
 
 /*
  * Every spin_lock() disables preemption and every unlock enables it, so
