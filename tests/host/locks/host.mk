@@ -6,9 +6,10 @@
 #     make -f tests/host/locks/host.mk host-locks         # tests, ~15 s
 #     make -f tests/host/locks/host.mk host-locks-bench   # benchmark
 #     make -f tests/host/locks/host.mk host-locks-kcheck  # freestanding compile check
+#     make -f tests/host/locks/host.mk host-locks-peers   # beside Concurrency Kit and glibc
 #
 # Knobs: LOCKS_CC (host compiler, default gcc), LOCKS_ARGS (e.g. --threads=8),
-# LOCKS_BENCH_ARGS (e.g. --threads=8 --ms=300).
+# LOCKS_BENCH_ARGS (e.g. --threads=8 --ms=300), LOCKS_PEERS_ARGS (e.g. --reps=21).
 
 LOCKS_STANDALONE := $(if $(filter %tests/host/locks/host.mk,$(firstword $(MAKEFILE_LIST))),1,)
 LOCKS_PREV_GOAL := $(.DEFAULT_GOAL)
@@ -37,6 +38,10 @@ LOCKS_PLAIN_FLAGS := $(LOCKS_CFLAGS) -O2
 
 LOCKS_TSAN_BIN  := $(LOCKS_OUT)/tsan/locktorture
 LOCKS_PLAIN_BIN := $(LOCKS_OUT)/plain/locktorture
+# The peer benchmark (peers.c): the same lock sources beside Concurrency Kit (libck-dev) and glibc.
+LOCKS_PEERS_BIN := $(LOCKS_OUT)/plain/peers
+LOCKS_PEERS_SRCS := $(LOCKS_TDIR)/peers.c $(LOCKS_TDIR)/peers_ops.c $(LOCKS_TDIR)/peers.h
+LOCKS_PEERS_ARGS ?=
 
 # Kernel-side check: every lock file with the kernel's freestanding flags.
 LOCKS_KFLAGS    := -ffreestanding -nostdlib -mno-red-zone -mgeneral-regs-only \
@@ -48,7 +53,7 @@ LOCKS_KFLAGS_debug   := -DLOCK_DEBUG -DLOCK_STAT
 LOCKS_KOBJS     := $(foreach cc,$(LOCKS_KCCS),$(foreach v,$(LOCKS_KVARIANTS),\
                    $(patsubst $(LOCKS_DIR)/%.c,$(LOCKS_OUT)/kcheck/$(cc)-$(v)/%.o,$(LOCKS_SRCS))))
 
-.PHONY: host-locks host-locks-bench host-locks-kcheck host-locks-clean
+.PHONY: host-locks host-locks-bench host-locks-kcheck host-locks-clean host-locks-peers
 
 host-locks: host-locks-kcheck $(LOCKS_TSAN_BIN) $(LOCKS_PLAIN_BIN)
 	TSAN_OPTIONS="halt_on_error=1 exitcode=66 $$TSAN_OPTIONS" \
@@ -56,6 +61,9 @@ host-locks: host-locks-kcheck $(LOCKS_TSAN_BIN) $(LOCKS_PLAIN_BIN)
 
 host-locks-bench: $(LOCKS_PLAIN_BIN)
 	$(LOCKS_PLAIN_BIN) --bench $(LOCKS_BENCH_ARGS) | tee $(LOCKS_OUT)/bench.txt
+
+host-locks-peers: $(LOCKS_PEERS_BIN)
+	$(LOCKS_PEERS_BIN) $(LOCKS_PEERS_ARGS) | tee $(LOCKS_OUT)/peers.txt
 
 host-locks-kcheck: $(LOCKS_KOBJS)
 	@echo "kernel/lock: freestanding build ok with: $(LOCKS_KCCS)"
@@ -67,6 +75,10 @@ $(LOCKS_TSAN_BIN): $(LOCKS_SRCS) $(LOCKS_HDRS) $(LOCKS_TEST_SRCS) $(LOCKS_TEST_H
 $(LOCKS_PLAIN_BIN): $(LOCKS_SRCS) $(LOCKS_HDRS) $(LOCKS_TEST_SRCS) $(LOCKS_TEST_HDRS)
 	@mkdir -p $(@D)
 	$(LOCKS_CC) $(LOCKS_PLAIN_FLAGS) -o $@ $(LOCKS_SRCS) $(LOCKS_TEST_SRCS)
+
+$(LOCKS_PEERS_BIN): $(LOCKS_SRCS) $(LOCKS_HDRS) $(LOCKS_PEERS_SRCS)
+	@mkdir -p $(@D)
+	$(LOCKS_CC) $(LOCKS_PLAIN_FLAGS) -o $@ $(LOCKS_SRCS) $(filter %.c,$(LOCKS_PEERS_SRCS)) -lck
 
 define LOCKS_KRULE
 $(LOCKS_OUT)/kcheck/$(1)-$(2)/%.o: $(LOCKS_DIR)/%.c $(LOCKS_HDRS)
