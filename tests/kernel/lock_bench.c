@@ -2,6 +2,7 @@
  * The `lock` suite, part 3: figures (KT_BENCH: run only with bench=1).
  *
  *   lock.<type>.uncontended_cycles   lock + unlock on one CPU, best batch
+ *   lock.<type>.uncontended_floor_x1000  the same over a lone `lock xadd` (floor_xadd)
  *   lock.<type>.throughput           ops/ms with 1..N CPUs contending
  *   lock.<type>.wait                 hist block of acquisition waits, all CPUs
  *   lock.<type>.fairness_ratio_x1000 max/min acquisitions per CPU in that run
@@ -34,6 +35,32 @@ static struct mcs_node b_node;
 static rwlock_t b_rw __cacheline_aligned;
 static seqlock_t b_seq __cacheline_aligned;
 
+/*
+ * The floor: one `lock xadd` on a line of its own, timed by the same loop
+ * first, so that every lock's cost also reads as a multiple of it
+ * (lock.<type>.uncontended_floor_x1000): a figure that means the same under
+ * TCG, KVM or on bare metal, where cycles do not.
+ */
+static uint32_t b_floor_word __cacheline_aligned;
+static uint64_t unc_floor_best; /* the floor's best batch, 0 until measured */
+
+static inline void floor_xadd(void)
+{
+	uint32_t one = 1;
+
+	__asm__ __volatile__("lock xaddl %0, %1" : "+r"(one), "+m"(b_floor_word) : : "memory");
+}
+
+static void unc_floor_metric(const char *name, uint64_t best)
+{
+	if (!strcmp(name, "floor_xadd"))
+		unc_floor_best = best;
+	else if (unc_floor_best)
+		lt_metric(name, "uncontended_floor_x1000",
+		          (long long)(best * 1000 / unc_floor_best), "x1000",
+		          "floor=lock_xadd " LT_DEBUG_TAG);
+}
+
 /* The best of UNC_BATCHES batches of UNC_OPS lock+unlock pairs, in TSC cycles per pair. */
 #define UNCONTENDED(name, lock_stmt, unlock_stmt)                                            \
 	do {                                                                                 \
@@ -52,6 +79,7 @@ static seqlock_t b_seq __cacheline_aligned;
 		local_irq_restore(irq);                                                      \
 		lt_metric(name, "uncontended_cycles", (long long)(best / UNC_OPS), "cycles", \
 		          LT_DEBUG_TAG);                                                     \
+		unc_floor_metric(name, best);                                                \
 	} while (0)
 
 KTEST(lock, bench_uncontended, .flags = KT_BENCH, .timeout_ms = 10000)
@@ -69,6 +97,7 @@ KTEST(lock, bench_uncontended, .flags = KT_BENCH, .timeout_ms = 10000)
 	rwlock_init(&b_rw);
 	seqlock_init(&b_seq);
 
+	UNCONTENDED("floor_xadd", floor_xadd(), (void)0);
 	UNCONTENDED("tas", tas_lock(&b_tas), tas_unlock(&b_tas));
 	UNCONTENDED("ticket", ticket_lock(&b_ticket), ticket_unlock(&b_ticket));
 	UNCONTENDED("spinlock", spin_lock(&b_spin), spin_unlock(&b_spin));
