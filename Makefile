@@ -52,8 +52,14 @@ ISO := $(BUILD)/locklab.iso
 .PHONY: all deps run test host-test matrix pxe test-pxe clean format format-check
 all: $(ELF) $(ISO)
 
-deps:
+deps: ## install what is missing (Debian 12/13, Ubuntu 24.04; as root, else prints the commands)
 	@scripts/deps.sh
+
+# The clean-root test (as root): minimal Debian 12 and 13 roots from mmdebstrap, the committed
+# tree cloned in, then deps, run, test and a run as an unprivileged user (scripts/test-fresh).
+.PHONY: test-fresh
+test-fresh: ## clean-root test of make deps, run and test in fresh Debian 12 and 13 roots (root)
+	@scripts/test-fresh
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -1,41 +1,43 @@
 #!/bin/sh
 # Install what locklab needs from Debian/Ubuntu packages, when missing.
-# Quiet and fast when everything is there; as root it installs with
-# apt-get, otherwise it prints the exact command and fails.
-set -e
+#
+# Quiet and fast when everything is there.  As root it installs with
+# apt-get; otherwise it prints what it would do and fails, having done
+# nothing.  On Debian 12, whose QEMU (7.2) has no x2APIC under TCG, it
+# adds bookworm-backports from the mirror and keyring apt already uses.
+#
+# It must never leave apt broken: every apt sources file is checked before
+# anything is written (a malformed one stops it, untouched, with the file
+# and line named), the backports entry it writes is checked the same way,
+# and if a later step fails the file it wrote is removed again.
+#
+# For tests: LOCKLAB_APT_ROOT moves /etc/apt and /etc/os-release under
+# another directory; apt-get, dpkg-query, qemu-system-x86_64 and id are
+# taken from PATH, so stubs can stand in for them.
+set -eu
 
-PACKAGES="nasm grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools qemu-system-x86 ovmf \
-ipxe-qemu python3 gnuplot-nox lava-dispatcher rt-tests"
+PACKAGES="gcc libc6-dev make binutils nasm clang-format git \
+grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools \
+qemu-system-x86 ovmf ipxe-qemu \
+python3 python3-yaml gnuplot-nox lava-dispatcher rt-tests libck-dev"
 
-# QEMU's TCG emulates x2APIC from 8.1 on; Debian 12 ships 7.2, and its
-# backports carry a newer one.  LOCKLAB_KEEP_QEMU=1 keeps the system's.
+# QEMU's TCG emulates x2APIC from 8.1 on.  LOCKLAB_KEEP_QEMU=1 keeps an
+# older system QEMU (the x2APIC legs then fail).
 QEMU_MIN=8.1
 
-need_root() {
-	if [ "$(id -u)" != 0 ]; then
-		echo "deps: $1" >&2
-		echo "deps: run as root:  $2" >&2
-		exit 1
-	fi
+ROOT=${LOCKLAB_APT_ROOT:-}
+APT=$ROOT/etc/apt
+OURS=$APT/sources.list.d/locklab-bookworm-backports
+
+say() { echo "deps: $*"; }
+die() {
+	echo "deps: $*" >&2
+	exit 1
 }
 
 qemu_version() {
-	qemu-system-x86_64 --version 2>/dev/null | sed -n 's/^QEMU emulator version \([0-9]*\.[0-9]*\).*/\1/p'
-}
-
-# The Debian mirror apt already uses for bookworm (a lab may have its own),
-# from one-line (.list) or deb822 (.sources) entries; deb.debian.org else.
-debian_mirror() {
-	{
-		sed -n 's/^deb \(\[[^]]*\] \)\{0,1\}\([^ ]*\) bookworm .*/\2/p' \
-			/etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true
-		awk 'function flush() { if (uri != "" && hit) print uri; uri = ""; hit = 0 }
-			/^[ \t]*$/ { flush(); next }
-			/^URIs:/ { uri = $2 }
-			/^Suites:/ { for (i = 2; i <= NF; i++) if ($i == "bookworm") hit = 1 }
-			END { flush() }' /etc/apt/sources.list.d/*.sources 2>/dev/null || true
-		echo http://deb.debian.org/debian
-	} | head -n1
+	qemu-system-x86_64 --version 2>/dev/null |
+		sed -n 's/^QEMU emulator version \([0-9]*\.[0-9]*\).*/\1/p'
 }
 
 # Is version $1 at least $2?  (major.minor)
@@ -43,50 +45,254 @@ version_ge() {
 	[ "$(printf '%s\n%s\n' "$2" "$1" | sort -t. -k1,1n -k2,2n | head -n1)" = "$2" ]
 }
 
+installed() {
+	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"
+}
+
+# The apt sources files in the order apt reads them.
+source_files() {
+	[ -f "$APT/sources.list" ] && echo "$APT/sources.list"
+	for f in "$APT"/sources.list.d/*.list "$APT"/sources.list.d/*.sources; do
+		[ -f "$f" ] && echo "$f"
+	done
+	return 0
+}
+
+# Read apt sources files, one-line (.list) or deb822 (.sources), as apt
+# would.  Prints one tab-separated record per enabled entry:
+#   S  file  format  types  uri  suites  options  signed-by
+# (lists space-separated; a multi-line Signed-By joined with \036), and
+#   E  file:line: what is wrong
+# for each entry apt would refuse.  POSIX awk: mawk is what Debian has.
+parse_sources() {
+	[ $# -gt 0 ] || return 0
+	awk '
+	function err(msg) { printf "E\t%s:%d: %s\n", FILENAME, FNR, msg }
+	function trim(s) { sub(/^[ \t]+/, "", s); sub(/[ \t]+$/, "", s); return s }
+	function has_scheme(u) { return u ~ /^[a-z][a-z0-9+.-]*:[^ \t]/ }
+	function emit(fmt, types, uri, suites, opts, sb) {
+		printf "S\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", FILENAME, fmt, types, uri, suites, opts, sb
+	}
+	function oneline(line,    type, rest, opts, end, n, t, i, comps, sb) {
+		sub(/#.*/, "", line)
+		line = trim(line)
+		if (line == "") return
+		type = line; sub(/[ \t].*/, "", type)
+		if (type != "deb" && type != "deb-src") { err("\"" type "\" is not deb or deb-src"); return }
+		rest = trim(substr(line, length(type) + 1))
+		opts = ""
+		if (substr(rest, 1, 1) == "[") {
+			end = index(rest, "]")
+			if (end == 0) { err("option list \"[\" is not closed"); return }
+			opts = trim(substr(rest, 2, end - 2))
+			rest = trim(substr(rest, end + 1))
+		}
+		n = split(rest, t, /[ \t]+/)
+		if (n < 2) { err("needs a URI and a suite"); return }
+		if (!has_scheme(t[1])) { err("\"" t[1] "\" is not a URI"); return }
+		if (t[2] !~ /\/$/ && n < 3) { err("suite \"" t[2] "\" needs components"); return }
+		sb = ""
+		if (match(opts, /signed-by=[^ \t]+/)) sb = substr(opts, RSTART + 10, RLENGTH - 10)
+		emit("list", type, t[1], t[2], opts, sb)
+	}
+	function flush(    n, u, i, s, ns, k, ok) {
+		if (!nf) return
+		if (tolower(f["enabled"]) != "no") {
+			if (f["types"] == "" || f["uris"] == "" || f["suites"] == "") {
+				printf "E\t%s:%d: entry without Types, URIs or Suites\n", FILENAME, start
+			} else {
+				ns = split(f["suites"], s, /[ \t]+/)
+				ok = 1
+				for (k = 1; k <= ns; k++) if (s[k] !~ /\/$/ && f["components"] == "") ok = 0
+				if (!ok) printf "E\t%s:%d: entry without Components\n", FILENAME, start
+				n = split(f["uris"], u, /[ \t]+/)
+				for (i = 1; i <= n; i++) {
+					if (!has_scheme(u[i])) {
+						printf "E\t%s:%d: \"%s\" is not a URI\n", FILENAME, start, u[i]
+						ok = 0
+					}
+				}
+				if (ok) for (i = 1; i <= n; i++)
+					emit("sources", f["types"], u[i], f["suites"], "", f["signed-by"])
+			}
+		}
+		split("", f); nf = 0; last = ""
+	}
+	FNR == 1 { flush(); deb822 = FILENAME ~ /\.sources$/ }
+	!deb822 { oneline($0); next }
+	/^#/ { next }
+	/^[ \t]*$/ { flush(); next }
+	/^[ \t]/ {
+		if (last == "") { err("continuation line outside a field"); next }
+		f[last] = f[last] (last == "signed-by" ? "\036" : " ") trim($0)
+		next
+	}
+	/^[A-Za-z][A-Za-z0-9-]*:/ {
+		if (!nf) start = FNR
+		last = tolower(substr($0, 1, index($0, ":") - 1))
+		f[last] = trim(substr($0, index($0, ":") + 1))
+		nf++
+		next
+	}
+	{ err("not a \"Field: value\" line") }
+	END { flush() }
+	' "$@"
+}
+
+# --- What this system has and needs ---------------------------------------
+
+[ -f "$ROOT/etc/os-release" ] && OS_RELEASE=$ROOT/etc/os-release || OS_RELEASE=$ROOT/usr/lib/os-release
+os_id=$(. "$OS_RELEASE" 2>/dev/null && echo "${ID:-}") || os_id=
+codename=$(. "$OS_RELEASE" 2>/dev/null && echo "${VERSION_CODENAME:-}") || codename=
+
+command -v dpkg-query >/dev/null 2>&1 ||
+	die "this script knows only apt-get (Debian, Ubuntu); install by hand: $PACKAGES"
+
 missing=""
 for p in $PACKAGES; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+	installed "$p" || missing="$missing $p"
 done
 
-if [ -n "$missing" ]; then
-	if ! command -v apt-get >/dev/null 2>&1; then
-		echo "deps: missing:$missing (this script knows only apt-get; install them by hand)" >&2
-		exit 1
-	fi
-	need_root "missing:$missing" "apt-get update && apt-get install -y --no-install-recommends$missing"
-	echo "deps: installing:$missing"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends $missing >/dev/null
+have=""
+installed qemu-system-x86 && have=$(qemu_version)
+if installed qemu-system-x86 && [ -z "$have" ]; then
+	die "qemu-system-x86_64 --version says nothing we can read"
 fi
 
-have=$(qemu_version)
-if [ -z "$have" ]; then
-	echo "deps: qemu-system-x86_64 --version says nothing we can read" >&2
+# Debian 12's QEMU is too old; its backports carry a new one.  Other
+# releases (Debian 13, Ubuntu 24.04) ship 8.1 or later, checked below.
+backports=0
+if [ "$os_id" = debian ] && [ "$codename" = bookworm ] && [ "${LOCKLAB_KEEP_QEMU:-0}" != 1 ]; then
+	if [ -z "$have" ] || ! version_ge "$have" "$QEMU_MIN"; then
+		backports=1
+	fi
+fi
+if [ -n "$have" ] && ! version_ge "$have" "$QEMU_MIN" && [ $backports = 0 ]; then
+	if [ "${LOCKLAB_KEEP_QEMU:-0}" = 1 ]; then
+		echo "deps: keeping QEMU $have (LOCKLAB_KEEP_QEMU=1); the x2APIC legs (smp-x2apic, smp-apic-ids*) need $QEMU_MIN and will fail" >&2
+	else
+		echo "deps: QEMU $have is older than $QEMU_MIN (no x2APIC under TCG) and this is not Debian 12;" >&2
+		die "install qemu-system-x86 $QEMU_MIN or later, or set LOCKLAB_KEEP_QEMU=1 to go on without the x2APIC legs"
+	fi
+fi
+
+[ -z "$missing" ] && [ $backports = 0 ] && exit 0
+
+# --- Plan: check every sources file, find or make the backports entry ------
+
+# A malformed file of ours (an older deps.sh could write one) is ours to
+# remove; anyone else's stops us, untouched: apt refuses them all anyway.
+for f in "$OURS.list" "$OURS.sources"; do
+	if [ -f "$f" ] && parse_sources "$f" | grep -q '^E'; then
+		parse_sources "$f" | awk -F'\t' '$1 == "E" { print "deps: " $2 }' >&2
+		if [ "$(id -u)" != 0 ]; then
+			die "$f (written by an older make deps) breaks apt; as root: rm $f && make deps"
+		fi
+		say "removing $f: written by an older make deps, and apt cannot read it"
+		rm -f "$f"
+	fi
+done
+# shellcheck disable=SC2046 # file names from source_files have no blanks
+records=$(parse_sources $(source_files))
+errors=$(printf '%s\n' "$records" | awk -F'\t' '$1 == "E" { print "deps: " $2 }')
+if [ -n "$errors" ]; then
+	echo "$errors" >&2
+	die "apt cannot read its sources (above); fix them first, nothing was changed"
+fi
+
+newfile=""
+content=""
+if [ $backports = 1 ]; then
+	configured=$(printf '%s\n' "$records" | awk -F'\t' '
+		$1 == "S" && (" " $4 " ") ~ / deb / && (" " $6 " ") ~ / bookworm-backports / { print $2; exit }')
+	if [ -n "$configured" ]; then
+		say "bookworm-backports: already in $configured"
+	else
+		# The entry apt has for bookworm itself: its mirror, format and keyring.
+		entry=$(printf '%s\n' "$records" | awk -F'\t' '
+			$1 == "S" && (" " $4 " ") ~ / deb / && (" " $6 " ") ~ / bookworm / && $5 !~ /^cdrom:/ {
+				print; exit }')
+		if [ -z "$entry" ]; then
+			die "no apt entry for Debian bookworm to take the mirror from; add bookworm-backports to the apt sources by hand"
+		fi
+		fmt=$(printf '%s' "$entry" | cut -f3)
+		mirror=$(printf '%s' "$entry" | cut -f5)
+		opts=$(printf '%s' "$entry" | cut -f7)
+		signedby=$(printf '%s' "$entry" | cut -f8 | tr '\036' '\n' | sed '2,$s/^/ /')
+		if [ "$fmt" = sources ]; then
+			newfile=$OURS.sources
+			content="Types: deb
+URIs: $mirror
+Suites: bookworm-backports
+Components: main${signedby:+
+Signed-By: $signedby}"
+		else
+			newfile=$OURS.list
+			content="deb ${opts:+[$opts] }$mirror bookworm-backports main"
+		fi
+		# Check what we write as apt would read it, before it is written.
+		check=$(mktemp -d)
+		printf '%s\n' "$content" >"$check/${newfile##*/}"
+		verdict=$(parse_sources "$check/${newfile##*/}" | awk -F'\t' '
+			$1 == "E" { print "bad: " $2; exit }
+			$1 == "S" && $6 == "bookworm-backports" && $5 ~ /^[a-z][a-z0-9+.-]*:/ { n++ }
+			END { if (n != 1) print "bad: not one bookworm-backports entry" }')
+		rm -rf "$check"
+		[ -z "$verdict" ] || die "refusing to write $newfile: $verdict; content was: $content"
+	fi
+fi
+
+if [ "$(id -u)" != 0 ]; then
+	echo "deps: missing:${missing:- none}${newfile:+; QEMU ${have:-(none)} needs bookworm-backports}" >&2
+	echo "deps: run as root:  make deps   (it runs:)" >&2
+	if [ -n "$newfile" ]; then
+		printf "deps:   printf '%%s\\\\n' '%s' > %s\n" "$content" "$newfile" >&2
+	fi
+	later=$missing
+	[ $backports = 1 ] && later=$(echo "$missing" | sed 's/ qemu-system-x86\b//')
+	echo "deps:   apt-get update${later:+ && apt-get install -y --no-install-recommends$later}" >&2
+	[ $backports = 1 ] &&
+		echo "deps:   apt-get install -y --no-install-recommends -t bookworm-backports qemu-system-x86" >&2
 	exit 1
 fi
-version_ge "$have" "$QEMU_MIN" && exit 0
-if [ "${LOCKLAB_KEEP_QEMU:-0}" = 1 ]; then
-	echo "deps: keeping QEMU $have (LOCKLAB_KEEP_QEMU=1); the x2APIC legs (smp-x2apic, smp-apic-ids*) need $QEMU_MIN and will fail" >&2
-	exit 0
-fi
-codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
-if [ "$codename" != bookworm ]; then
-	echo "deps: QEMU $have is older than $QEMU_MIN (no x2APIC under TCG); install a newer qemu-system-x86," >&2
-	echo "deps: or set LOCKLAB_KEEP_QEMU=1 to go on without the x2APIC legs" >&2
-	exit 1
-fi
-list=/etc/apt/sources.list.d/locklab-bookworm-backports.list
-line="deb $(debian_mirror) bookworm-backports main"
-need_root "QEMU $have is older than $QEMU_MIN (no x2APIC under TCG)" \
-	"echo '$line' > $list && apt-get update && apt-get install -y --no-install-recommends -t bookworm-backports qemu-system-x86"
-echo "deps: QEMU $have has no x2APIC under TCG; installing qemu-system-x86 from bookworm-backports"
-# Already configured, one-line (.list) or deb822 (.sources) style?
-grep -qsr '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/ ||
-	echo "$line" >"$list"
+
+# --- Do it; on any failure, take back the file we wrote ---------------------
+
+wrote=""
+cleanup() {
+	if [ -n "$wrote" ]; then
+		rm -f "$wrote"
+		echo "deps: removed $wrote again: apt works as it did before" >&2
+	fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 >/dev/null
+if [ -n "$newfile" ]; then
+	say "QEMU ${have:-(none)} has no x2APIC under TCG; adding bookworm-backports in $newfile"
+	printf '%s\n' "$content" >"$newfile"
+	wrote=$newfile
+fi
+if ! apt-get update -qq; then
+	[ -n "$newfile" ] && die "apt-get update failed with $newfile (is $mirror reachable?)"
+	die "apt-get update failed"
+fi
+rest=$missing
+[ $backports = 1 ] && rest=$(echo "$missing" | sed 's/ qemu-system-x86\b//')
+if [ -n "$rest" ]; then
+	say "installing:$rest"
+	apt-get install -y -qq --no-install-recommends $rest >/dev/null ||
+		die "apt-get install failed:$rest"
+fi
+if [ $backports = 1 ]; then
+	say "installing qemu-system-x86 from bookworm-backports"
+	apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 >/dev/null ||
+		die "apt-get install -t bookworm-backports qemu-system-x86 failed"
+fi
 have=$(qemu_version)
-version_ge "$have" "$QEMU_MIN" || { echo "deps: still QEMU $have after the backports install" >&2; exit 1; }
-echo "deps: QEMU $have"
+if [ -z "$have" ] || ! version_ge "$have" "$QEMU_MIN"; then
+	[ "${LOCKLAB_KEEP_QEMU:-0}" = 1 ] || die "QEMU is ${have:-not runnable} after the install; $QEMU_MIN or later is needed"
+fi
+wrote=""
+say "done; QEMU $have"
