@@ -194,6 +194,43 @@ class Decisions(unittest.TestCase):
                 self.assertEqual(command[command.index('-cpu') + 1], cpu)
                 self.assertEqual(command[command.index('-accel') + 1], 'kvm')
 
+    def test_console_wiring(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            iso = os.path.join(tmp, 'a.iso')
+            open(iso, 'w').close()
+            table = os.path.join(tmp, 'SPCR,1.dat')
+            open(table, 'w').close()
+
+            def command(*extra):
+                return rq.build_command(['qemu'], rq.parse_args(['--iso', iso] + list(extra)),
+                                        'tcg', '', tmp)
+            # com1, the default: the first ISA port is ours, as it always was.
+            default = command()
+            self.assertEqual(default, command('--console', 'com1'))
+            self.assertEqual(default.count('-serial'), 1)
+            self.assertEqual(default[default.index('-serial') + 1], 'stdio')
+            # com2: the first -serial (COM1) goes nowhere, the second (COM2) is ours.
+            com2 = command('--console', 'com2')
+            serials = [com2[i + 1] for i, a in enumerate(com2) if a == '-serial']
+            self.assertEqual(serials, ['null', 'stdio'])
+            # pci: no ISA serial port at all, a pci-serial device carries the stdio chardev.
+            pci = command('--console', 'pci')
+            serials = [pci[i + 1] for i, a in enumerate(pci) if a == '-serial']
+            self.assertEqual(serials, ['none'])
+            chardev = qemu_split('backend=' + pci[pci.index('-chardev') + 1])
+            self.assertEqual(chardev['backend'], 'stdio')
+            devices = [pci[i + 1] for i, a in enumerate(pci) if a == '-device']
+            self.assertIn('pci-serial,chardev=%s' % chardev['id'], devices)
+            # An extra ACPI table (an SPCR naming COM2, say) is handed to QEMU as it is.
+            with_table = command('--console', 'com2', '--acpitable', table)
+            self.assertEqual(qemu_split(with_table[with_table.index('-acpitable') + 1]),
+                             {'file': table})
+            with self.assertRaises(rq.SetupError):
+                command('--acpitable', os.path.join(tmp, 'missing.dat'))
+        code, err = Options.exit_code(self, ['--console', 'com3'])
+        self.assertEqual(code, 4)
+        self.assertIn('--console', err)
+
     def test_apic_ids_topology(self):
         opts = rq.parse_args(['--apic-ids', '0,1,256,4095'])
         self.assertEqual(opts.smp, 4)
