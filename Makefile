@@ -145,7 +145,8 @@ test-lava: deps
 	@scripts/lava/test-lava
 
 # The benchmark matrix (docs/bench.md): the kernel without the lock debug options, built in a
-# directory of its own, the host pthread benchmark, then scripts/bench -> build/bench/
+# directory of its own, the debug kernel of `make test` (its uncontended figures become a ratio),
+# the host pthread and peer benchmarks, then scripts/bench -> build/bench/
 # (report.html, report.json, plots).  BENCH=quick is the short version; BENCH_REPEAT, BENCH_SMP,
 # BENCH_SCENARIO_SMP, BENCH_BUDGET and BENCH_HOST_THREADS reach scripts/bench from the command
 # line through the environment.
@@ -155,9 +156,11 @@ BENCH_KERNEL = $(BUILD)/bench-kernel
 .PHONY: bench
 bench: deps
 	@$(MAKE) --no-print-directory BUILD=$(BENCH_KERNEL) LOCK_DEBUG=0 all
-	@$(MAKE) --no-print-directory $(LOCKS_PLAIN_BIN)
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory $(LOCKS_PLAIN_BIN) $(LOCKS_PEERS_BIN)
 	@scripts/bench --mode $(BENCH) $(if $(BENCH_REPEAT),--repeat $(BENCH_REPEAT)) \
-		--accel $(ACCEL) --iso $(BENCH_KERNEL)/locklab.iso --out $(BUILD)/bench
+		--accel $(ACCEL) --iso $(BENCH_KERNEL)/locklab.iso --out $(BUILD)/bench \
+		--debug-iso $(BUILD)/locklab.iso
 
 host-test: $(BUILD)/host/test_cmdline
 	$(PYTHON) -m unittest discover -s tests/host -p 'test_*.py'

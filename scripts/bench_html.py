@@ -6,6 +6,7 @@ without touching how any figure is computed.
 
 import html
 
+import bench_peers
 from bench_results import REPORT, _sig, factor_text, human, human_stats
 
 # scripts/bench's note on a leg whose repeats ran fewer tests than its first run.
@@ -275,6 +276,7 @@ def write_html(path, report, plots):
                'repeats only.</small></p>')
     out.append(_figure_html(plots.get('uncontended')))
     out.append(_figure_html(plots.get('host-throughput')))
+    out.extend(bench_peers.html(report))   # same-algorithm peers (bench_peers.py)
 
     c = p['cyclictest']
     out.append('<h3>cyclictest on the host vs locklab wakeup latency</h3>')

@@ -46,6 +46,7 @@ from bench_plots import (  # noqa: E402
     DECADE_BINS, GNUPLOT_TIMEOUT_S, Plots, draw_plots, gp_string, stat_triplet)
 from bench_html import (  # noqa: E402
     CSS, NARROW_NOTE, RATIO_HEAD, esc, pct_text, ratio_row, write_html)
+import bench_peers  # noqa: E402
 
 SCHEMA = 'locklab-bench/1'
 
@@ -338,6 +339,8 @@ def build(out_dir, runs, host_outputs=None, cyclic_runs=None, meta=None, gnuplot
         'histograms': [_strip_hist(h, hist_names.get(h['id'])) for h in results.hists],
         'plots': plots.made, 'plot_problem': plot_problem, 'problems': problems,
     }
+    report['peers']['same_algorithm'] = _safe(problems, 'same-algorithm peers',
+                                              lambda: bench_peers.section(out_dir, results), None)
     for r in report['runs']:
         data = next((x.get('data') for x in runs if x.get('name') == r.get('name')), None) or {}
         r.setdefault('verdict', data.get('verdict_name'))
