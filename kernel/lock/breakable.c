@@ -55,6 +55,7 @@
  * Fairness: FIFO (ticket).
  */
 #include "breakable.h"
+#include "registry.h"
 
 void brk_lock_init(struct brk_lock *l)
 {
@@ -202,3 +203,57 @@ bool cond_resched_lock_contended(struct brk_lock *l)
 		return lock_break(l);
 	return false;
 }
+
+/* ---- The registry descriptor (registry.h): what every suite tests and measures. */
+
+static void brk_type_init(void *l, const char *name)
+{
+	struct brk_lock *lk = l;
+
+	brk_lock_init(lk);
+	lock_set_name(&lk->tl, name);
+}
+static void brk_type_lock(void *l)
+{
+	brk_lock(l);
+}
+static void brk_type_unlock(void *l)
+{
+	brk_unlock(l);
+}
+static bool brk_type_trylock(void *l)
+{
+	return brk_trylock(l);
+}
+static bool brk_type_is_locked(const void *l)
+{
+	return brk_is_locked(l);
+}
+/* The contention test without the audit (a suite asks, not the holder). */
+static bool brk_type_is_contended(const void *l)
+{
+	return contended(l, __ATOMIC_RELAXED);
+}
+
+static int brk_type_queue_len(const void *l)
+{
+	uint32_t v = __atomic_load_n(&((const struct brk_lock *)l)->tl.val, __ATOMIC_RELAXED);
+
+	return (uint16_t)((uint16_t)(v >> 16) - (uint16_t)v);
+}
+
+static const struct lock_type brk_type = {
+    .name = "breakable",
+    .origin = "Linux 2.6 break_lock/need_lockbreak; Linux 2.6.25 \"spinlock: lockbreak cleanup\"",
+    .props = LOCK_PROP_FIFO | LOCK_PROP_IRQ_SAFE,
+    .max_nesting = 0,
+    .size = sizeof(struct brk_lock),
+    .init = brk_type_init,
+    .lock = brk_type_lock,
+    .unlock = brk_type_unlock,
+    .trylock = brk_type_trylock,
+    .is_locked = brk_type_is_locked,
+    .is_contended = brk_type_is_contended,
+    .queue_len = brk_type_queue_len,
+};
+LOCK_TYPE_REGISTER(brk_type);

@@ -29,6 +29,7 @@
  *    expects a non-zero count (breakable.c's count design must give 0).
  */
 #include "broken.h"
+#include "registry.h"
 
 #define BROKEN_SPIN_BAILOUT_NS 20000000ull /* 20 ms */
 #define BROKEN_WINDOW_PAUSES 64
@@ -132,3 +133,31 @@ uint32_t brk_legacy_lost_requests(const struct brk_legacy_lock *l)
 {
 	return __atomic_load_n(&l->audit.lost, __ATOMIC_RELAXED);
 }
+
+/* ---- The registry descriptor (registry.h): the suites must catch it (XFAIL). */
+
+static void broken_type_init(void *l, const char *name)
+{
+	(void)name;
+	broken_lock_init(l);
+}
+static void broken_type_lock(void *l)
+{
+	broken_lock(l);
+}
+static void broken_type_unlock(void *l)
+{
+	broken_unlock(l);
+}
+
+static const struct lock_type broken_type = {
+    .name = "broken",
+    .origin = "the ticket lock with its ticket taken by a load and a store (deliberately broken)",
+    .props = LOCK_PROP_BROKEN,
+    .max_nesting = 0,
+    .size = sizeof(struct broken_lock),
+    .init = broken_type_init,
+    .lock = broken_type_lock,
+    .unlock = broken_type_unlock,
+};
+LOCK_TYPE_REGISTER(broken_type);

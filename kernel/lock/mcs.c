@@ -41,6 +41,7 @@
  * Fairness: FIFO in the order of the tail exchange.
  */
 #include "mcs.h"
+#include "registry.h"
 
 static struct mcs_node mcs_nodes[LOCK_MAX_CPUS][LOCK_MAX_NESTING];
 
@@ -161,3 +162,120 @@ void mcs_spin_unlock(struct mcs_lock *l)
 	mcs_unlock(l, n);
 	n->owner = NULL;
 }
+
+/* ---- The registry descriptors (registry.h): what every suite tests and measures. */
+
+/* CPUs holding or waiting: the queue from the holder's node `n` on. */
+static int queue_from(const struct mcs_node *n)
+{
+	int len = 1;
+
+	while (len <= LOCK_MAX_CPUS && (n = __atomic_load_n(&n->next, __ATOMIC_ACQUIRE)))
+		len++;
+	return len;
+}
+
+static void mcs_type_init(void *l, const char *name)
+{
+	struct mcs_lock *lk = l;
+
+	mcs_lock_init(lk);
+	lock_set_name(lk, name);
+}
+static void mcs_type_lock(void *l)
+{
+	mcs_spin_lock(l);
+}
+static void mcs_type_unlock(void *l)
+{
+	mcs_spin_unlock(l);
+}
+static bool mcs_type_trylock(void *l)
+{
+	return mcs_spin_trylock(l);
+}
+static bool mcs_type_is_locked(const void *l)
+{
+	return mcs_is_locked(l);
+}
+/* Called by the holder: its node is the one of this CPU tagged with the lock. */
+static int mcs_type_queue_len(const void *l)
+{
+	return queue_from(node_find((struct mcs_lock *)l));
+}
+
+static const struct lock_type mcs_type = {
+    .name = "mcs",
+    .origin = "Mellor-Crummey and Scott, ACM TOCS 1991; per-CPU nodes as in Linux's qspinlock",
+    .props = LOCK_PROP_FIFO | LOCK_PROP_PERCPU_NODE | LOCK_PROP_IRQ_SAFE,
+    .max_nesting = LOCK_MAX_NESTING,
+    .size = sizeof(struct mcs_lock),
+    .init = mcs_type_init,
+    .lock = mcs_type_lock,
+    .unlock = mcs_type_unlock,
+    .trylock = mcs_type_trylock,
+    .is_locked = mcs_type_is_locked,
+    .queue_len = mcs_type_queue_len,
+};
+LOCK_TYPE_REGISTER(mcs_type);
+
+/*
+ * The caller-node form: the instance carries one node per CPU, so the
+ * descriptor's one-argument lock() can pass this CPU's.
+ */
+struct mcs_caller {
+	struct mcs_lock l;
+	struct mcs_node node[LOCK_MAX_CPUS];
+};
+
+static struct mcs_node *caller_node(struct mcs_caller *m)
+{
+	int cpu = arch_cpu_id();
+
+	if (cpu < 0 || cpu >= LOCK_MAX_CPUS)
+		lock_panic("mcs: CPU#%d beyond LOCK_MAX_CPUS (%d)", cpu, LOCK_MAX_CPUS);
+	return &m->node[cpu];
+}
+
+static void mcs_node_type_init(void *l, const char *name)
+{
+	struct mcs_caller *m = l;
+
+	mcs_lock_init(&m->l);
+	lock_set_name(&m->l, name);
+}
+static void mcs_node_type_lock(void *l)
+{
+	mcs_lock(&((struct mcs_caller *)l)->l, caller_node(l));
+}
+static void mcs_node_type_unlock(void *l)
+{
+	mcs_unlock(&((struct mcs_caller *)l)->l, caller_node(l));
+}
+static bool mcs_node_type_trylock(void *l)
+{
+	return mcs_trylock(&((struct mcs_caller *)l)->l, caller_node(l));
+}
+static bool mcs_node_type_is_locked(const void *l)
+{
+	return mcs_is_locked(&((const struct mcs_caller *)l)->l);
+}
+static int mcs_node_type_queue_len(const void *l)
+{
+	return queue_from(caller_node((struct mcs_caller *)l));
+}
+
+static const struct lock_type mcs_node_type = {
+    .name = "mcs_node",
+    .origin = "Mellor-Crummey and Scott, ACM TOCS 1991 (nodes provided by the caller)",
+    .props = LOCK_PROP_FIFO | LOCK_PROP_IRQ_SAFE,
+    .max_nesting = 0,
+    .size = sizeof(struct mcs_caller),
+    .init = mcs_node_type_init,
+    .lock = mcs_node_type_lock,
+    .unlock = mcs_node_type_unlock,
+    .trylock = mcs_node_type_trylock,
+    .is_locked = mcs_node_type_is_locked,
+    .queue_len = mcs_node_type_queue_len,
+};
+LOCK_TYPE_REGISTER(mcs_node_type);

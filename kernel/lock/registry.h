@@ -14,11 +14,35 @@
  * nothing of a lock's internals beyond this descriptor.  A lock's own special
  * properties (the breakable lock's lost requests, the PV locks' kicks) keep
  * their own tests.
+ *
+ * What the suites do with the properties (docs/locks.md has the table):
+ *   every type         exclusion torture, uncontended cost, throughput by CPU
+ *                      count, wait histograms, the host torture and bench;
+ *   LOCK_PROP_BROKEN   the same tortures, reported XFAIL: a broken type whose
+ *                      torture passes is `not ok` (the check could not fail);
+ *   LOCK_PROP_FIFO     fairness: turns in exact rotation, max/min bounded
+ *                      (needs queue_len); other types are reported only;
+ *   LOCK_PROP_PV       overcommit, beside its non-PV counterpart (pv_of);
+ *   LOCK_PROP_IRQ_SAFE taken from interrupt handlers (lock_irq.c);
+ *   LOCK_PROP_RW       the reader-writer torture (read_lock/read_unlock).
+ *
+ * Later additions (all optional: leave them out and the suites cope):
+ *   queue_len   CPUs holding or waiting, read from the lock by its holder;
+ *               the strict fairness check counts a turn only when every CPU
+ *               was queued (NULL: FIFO turns cannot be judged, ratio only);
+ *   pv_of       the type this is the paravirtual form of ("ticket" for
+ *               "pvticket"); NULL: the name without a leading "pv";
+ *   spin_threshold  PV types: set the spins before halting and return the
+ *               old value (tests lower it so that waiters halt and are kicked);
+ *   stat        the instance's LOCK_STAT figures (NULL: none kept); the
+ *               torture checks that they count every acquisition.
+ * lock_type_find() looks a type up by name, lock_type_count() counts them.
  */
 #ifndef LOCKLAB_LOCK_REGISTRY_H
 #define LOCKLAB_LOCK_REGISTRY_H
 
 #include "arch.h"
+#include "lock_debug.h"
 
 /* Properties: what a suite may expect of the type. */
 #define LOCK_PROP_FIFO (1u << 0)        /* grants in arrival order */
@@ -45,6 +69,11 @@ struct lock_type {
 	/* Reader side (LOCK_PROP_RW). */
 	void (*read_lock)(void *lock);
 	void (*read_unlock)(void *lock);
+	/* Optional, see the top comment. */
+	int (*queue_len)(const void *lock);
+	const char *pv_of;
+	unsigned (*spin_threshold)(unsigned spins);
+	const struct lock_stat *(*stat)(const void *lock);
 };
 
 #define LOCK_TYPE_REGISTER(desc)                                  \
@@ -57,5 +86,39 @@ extern const struct lock_type *const __stop_lock_types[];
 #define for_each_lock_type(t, pp)                                    \
 	for (const struct lock_type *const *pp = __start_lock_types; \
 	     pp < __stop_lock_types && ((t) = *pp, 1); pp++)
+
+static inline bool lock_type_str_eq(const char *a, const char *b)
+{
+	while (*a && *a == *b)
+		a++, b++;
+	return *a == *b;
+}
+
+/* The registered type called `name`, or NULL. */
+static inline const struct lock_type *lock_type_find(const char *name)
+{
+	const struct lock_type *t;
+
+	for_each_lock_type(t, pp) {
+		if (lock_type_str_eq(t->name, name))
+			return t;
+	}
+	return NULL;
+}
+
+static inline int lock_type_count(void)
+{
+	return (int)(__stop_lock_types - __start_lock_types);
+}
+
+/* The non-PV counterpart of a PV type (pv_of, or the name without "pv"), or NULL. */
+static inline const struct lock_type *lock_type_pv_base(const struct lock_type *t)
+{
+	if (t->pv_of)
+		return lock_type_find(t->pv_of);
+	if (t->name[0] == 'p' && t->name[1] == 'v')
+		return lock_type_find(t->name + 2);
+	return NULL;
+}
 
 #endif /* LOCKLAB_LOCK_REGISTRY_H */

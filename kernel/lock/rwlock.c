@@ -31,6 +31,7 @@
  * count gone.
  */
 #include "rwlock.h"
+#include "registry.h"
 
 void rwlock_init(rwlock_t *l)
 {
@@ -135,3 +136,53 @@ bool rwlock_writer_waiting(const rwlock_t *l)
 {
 	return (__atomic_load_n(&l->cnts, __ATOMIC_RELAXED) & RW_WWAITING) != 0;
 }
+
+/* ---- The registry descriptor (registry.h): lock/unlock are the writer's. */
+
+static void rw_type_init(void *l, const char *name)
+{
+	rwlock_t *rw = l;
+
+	rwlock_init(rw);
+	lock_set_name(rw, name);
+}
+static void rw_type_lock(void *l)
+{
+	write_lock(l);
+}
+static void rw_type_unlock(void *l)
+{
+	write_unlock(l);
+}
+static bool rw_type_trylock(void *l)
+{
+	return write_trylock(l);
+}
+static bool rw_type_is_locked(const void *l)
+{
+	return __atomic_load_n(&((const rwlock_t *)l)->cnts, __ATOMIC_RELAXED) != 0;
+}
+static void rw_type_read_lock(void *l)
+{
+	read_lock(l);
+}
+static void rw_type_read_unlock(void *l)
+{
+	read_unlock(l);
+}
+
+static const struct lock_type rw_type = {
+    .name = "rwlock",
+    .origin = "Linux queued rwlock (Waiman Long, 3.16): a counter word and a FIFO wait lock",
+    .props = LOCK_PROP_RW,
+    .max_nesting = 0,
+    .size = sizeof(rwlock_t),
+    .init = rw_type_init,
+    .lock = rw_type_lock,
+    .unlock = rw_type_unlock,
+    .trylock = rw_type_trylock,
+    .is_locked = rw_type_is_locked,
+    .read_lock = rw_type_read_lock,
+    .read_unlock = rw_type_read_unlock,
+};
+LOCK_TYPE_REGISTER(rw_type);

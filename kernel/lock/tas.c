@@ -21,6 +21,7 @@
  * This is the unfair baseline the queued locks are measured against.
  */
 #include "tas.h"
+#include "registry.h"
 
 #define TAS_BACKOFF_MIN 4u
 #define TAS_BACKOFF_MAX 1024u
@@ -77,3 +78,43 @@ bool tas_is_locked(const struct tas_lock *l)
 {
 	return __atomic_load_n(&l->locked, __ATOMIC_RELAXED) != 0;
 }
+
+/* ---- The registry descriptor (registry.h): what every suite tests and measures. */
+
+static void tas_type_init(void *l, const char *name)
+{
+	struct tas_lock *lk = l;
+
+	tas_lock_init(lk);
+	lock_set_name(lk, name);
+}
+static void tas_type_lock(void *l)
+{
+	tas_lock(l);
+}
+static void tas_type_unlock(void *l)
+{
+	tas_unlock(l);
+}
+static bool tas_type_trylock(void *l)
+{
+	return tas_trylock(l);
+}
+static bool tas_type_is_locked(const void *l)
+{
+	return tas_is_locked(l);
+}
+
+static const struct lock_type tas_type = {
+    .name = "tas",
+    .origin = "Anderson, \"The performance of spin lock alternatives\", IEEE TPDS 1990",
+    .props = LOCK_PROP_IRQ_SAFE,
+    .max_nesting = 0,
+    .size = sizeof(struct tas_lock),
+    .init = tas_type_init,
+    .lock = tas_type_lock,
+    .unlock = tas_type_unlock,
+    .trylock = tas_type_trylock,
+    .is_locked = tas_type_is_locked,
+};
+LOCK_TYPE_REGISTER(tas_type);

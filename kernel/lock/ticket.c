@@ -31,6 +31,7 @@
  * same line, which every unlock invalidates (mcs.c addresses that).
  */
 #include "ticket.h"
+#include "registry.h"
 
 void ticket_lock_init(struct ticket_lock *l)
 {
@@ -92,3 +93,58 @@ bool ticket_is_contended(const struct ticket_lock *l)
 
 	return (uint16_t)((uint16_t)(v >> 16) - (uint16_t)v) > 1;
 }
+
+/* ---- The registry descriptor (registry.h): what every suite tests and measures. */
+
+static void ticket_type_init(void *l, const char *name)
+{
+	struct ticket_lock *lk = l;
+
+	ticket_lock_init(lk);
+	lock_set_name(lk, name);
+}
+static void ticket_type_lock(void *l)
+{
+	ticket_lock(l);
+}
+static void ticket_type_unlock(void *l)
+{
+	ticket_unlock(l);
+}
+static bool ticket_type_trylock(void *l)
+{
+	return ticket_trylock(l);
+}
+static bool ticket_type_is_locked(const void *l)
+{
+	return ticket_is_locked(l);
+}
+static bool ticket_type_is_contended(const void *l)
+{
+	return ticket_is_contended(l);
+}
+
+/* CPUs holding or waiting: tail - head. */
+static int ticket_type_queue_len(const void *l)
+{
+	uint32_t v = __atomic_load_n(&((const struct ticket_lock *)l)->val, __ATOMIC_RELAXED);
+
+	return (uint16_t)((uint16_t)(v >> 16) - (uint16_t)v);
+}
+
+static const struct lock_type ticket_type = {
+    .name = "ticket",
+    .origin =
+        "Mellor-Crummey and Scott, ACM TOCS 1991; Linux 2.6.25 \"x86: FIFO ticket spinlocks\"",
+    .props = LOCK_PROP_FIFO | LOCK_PROP_IRQ_SAFE,
+    .max_nesting = 0,
+    .size = sizeof(struct ticket_lock),
+    .init = ticket_type_init,
+    .lock = ticket_type_lock,
+    .unlock = ticket_type_unlock,
+    .trylock = ticket_type_trylock,
+    .is_locked = ticket_type_is_locked,
+    .is_contended = ticket_type_is_contended,
+    .queue_len = ticket_type_queue_len,
+};
+LOCK_TYPE_REGISTER(ticket_type);
