@@ -45,6 +45,7 @@ FAMILIES = {
     'breakable': ('ticket (breakable)', ['ck.ticket'], []),
     'pvticket': ('ticket (paravirtual)', ['ck.ticket'], []),
     'mcs': ('MCS queue', ['ck.mcs'], ['ck.clh', 'ck.anderson']),
+    'mcs_node': ('MCS queue, caller-supplied node', ['ck.mcs'], ['ck.clh', 'ck.anderson']),
     'qspinlock': ('queued spinlock', ['ck.mcs'], ['ck.fas']),
     'pvqspinlock': ('queued spinlock (paravirtual)', ['ck.mcs'], ['ck.fas']),
     'rwlock': ('rwlock, writer', ['ck.rwlock.write', 'glibc.rwlock.write'], []),

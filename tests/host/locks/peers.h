@@ -15,7 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define PEER_STORAGE 256 /* bytes of one instance, cache-line aligned */
+#define PEER_STORAGE 256 /* bytes of a peer's instance (locklab's: its type's size) */
 
 struct subject {
 	const char *name;   /* "ck.ticket", "locklab.mcs", "floor.xadd" */
