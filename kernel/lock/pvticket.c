@@ -49,6 +49,7 @@
  * directly instead of being waited for by everyone behind it.
  */
 #include "pvticket.h"
+#include "registry.h"
 
 #define PV_FLAG_WORD ((uint32_t)PV_SLOWPATH_FLAG << 16)
 
@@ -221,3 +222,66 @@ void pv_stats_reset(void)
 	__atomic_store_n(&pv_stats.kicks, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&pv_stats.flag_clears, 0, __ATOMIC_RELAXED);
 }
+
+/* ---- The registry descriptor (registry.h): what every suite tests and measures. */
+
+static void pv_type_init(void *l, const char *name)
+{
+	struct pv_lock *lk = l;
+
+	pv_lock_init(lk);
+	lock_set_name(lk, name);
+}
+static void pv_type_lock(void *l)
+{
+	pv_lock(l);
+}
+static void pv_type_unlock(void *l)
+{
+	pv_unlock(l);
+}
+static bool pv_type_trylock(void *l)
+{
+	return pv_trylock(l);
+}
+static bool pv_type_is_locked(const void *l)
+{
+	return pv_is_locked(l);
+}
+static bool pv_type_is_contended(const void *l)
+{
+	return pv_is_contended(l);
+}
+
+/* CPUs holding or waiting: (tail - head) / 2, the flag masked off. */
+static int pv_type_queue_len(const void *l)
+{
+	uint32_t v = __atomic_load_n(&((const struct pv_lock *)l)->val, __ATOMIC_RELAXED);
+
+	return (uint16_t)((uint16_t)(v >> 16 & ~PV_SLOWPATH_FLAG) - (uint16_t)v) / PV_TICKET_INC;
+}
+static unsigned pv_type_spin_threshold(unsigned spins)
+{
+	unsigned old = pv_spin_threshold;
+
+	pv_spin_threshold = spins;
+	return old;
+}
+
+static const struct lock_type pv_type = {
+    .name = "pvticket",
+    .origin = "Fitzhardinge, Raghavendra K T: Linux 3.12 \"x86, ticketlock: Add slowpath logic\"",
+    .props = LOCK_PROP_FIFO | LOCK_PROP_PV | LOCK_PROP_IRQ_SAFE,
+    .max_nesting = 0,
+    .size = sizeof(struct pv_lock),
+    .init = pv_type_init,
+    .lock = pv_type_lock,
+    .unlock = pv_type_unlock,
+    .trylock = pv_type_trylock,
+    .is_locked = pv_type_is_locked,
+    .is_contended = pv_type_is_contended,
+    .queue_len = pv_type_queue_len,
+    .pv_of = "ticket",
+    .spin_threshold = pv_type_spin_threshold,
+};
+LOCK_TYPE_REGISTER(pv_type);
