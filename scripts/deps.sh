@@ -45,6 +45,9 @@ version_ge() {
 	[ "$(printf '%s\n%s\n' "$2" "$1" | sort -t. -k1,1n -k2,2n | head -n1)" = "$2" ]
 }
 
+# Another apt on the machine holds the lock for a while: wait for it.
+apt_get() { apt-get -o DPkg::Lock::Timeout=300 "$@"; }
+
 installed() {
 	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"
 }
@@ -73,7 +76,7 @@ parse_sources() {
 	function emit(fmt, types, uri, suites, opts, sb) {
 		printf "S\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", FILENAME, fmt, types, uri, suites, opts, sb
 	}
-	function oneline(line,    type, rest, opts, end, n, t, i, comps, sb) {
+	function oneline(line,    type, rest, opts, end, n, t, i, uri, sb) {
 		sub(/#.*/, "", line)
 		line = trim(line)
 		if (line == "") return
@@ -87,7 +90,14 @@ parse_sources() {
 			opts = trim(substr(rest, 2, end - 2))
 			rest = trim(substr(rest, end + 1))
 		}
+		# A URI may hold blanks inside brackets: cdrom:[Debian GNU/Linux 12]/
+		uri = ""
+		if (match(rest, /^[a-z]+:\[[^]]*\][^ \t]*/)) {
+			uri = substr(rest, 1, RLENGTH)
+			rest = "x " trim(substr(rest, RLENGTH + 1))
+		}
 		n = split(rest, t, /[ \t]+/)
+		if (uri != "") t[1] = uri
 		if (n < 2) { err("needs a URI and a suite"); return }
 		if (!has_scheme(t[1])) { err("\"" t[1] "\" is not a URI"); return }
 		if (t[2] !~ /\/$/ && n < 3) { err("suite \"" t[2] "\" needs components"); return }
@@ -270,11 +280,11 @@ trap 'exit 1' INT TERM HUP
 
 export DEBIAN_FRONTEND=noninteractive
 if [ -n "$newfile" ]; then
-	say "QEMU ${have:-(none)} has no x2APIC under TCG; adding bookworm-backports in $newfile"
+	say "Debian 12's QEMU has no x2APIC under TCG; adding bookworm-backports in $newfile"
 	printf '%s\n' "$content" >"$newfile"
 	wrote=$newfile
 fi
-if ! apt-get update -qq; then
+if ! apt_get update -qq; then
 	[ -n "$newfile" ] && die "apt-get update failed with $newfile (is $mirror reachable?)"
 	die "apt-get update failed"
 fi
@@ -282,12 +292,12 @@ rest=$missing
 [ $backports = 1 ] && rest=$(echo "$missing" | sed 's/ qemu-system-x86\b//')
 if [ -n "$rest" ]; then
 	say "installing:$rest"
-	apt-get install -y -qq --no-install-recommends $rest >/dev/null ||
+	apt_get install -y -qq --no-install-recommends $rest >/dev/null ||
 		die "apt-get install failed:$rest"
 fi
 if [ $backports = 1 ]; then
 	say "installing qemu-system-x86 from bookworm-backports"
-	apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 >/dev/null ||
+	apt_get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 >/dev/null ||
 		die "apt-get install -t bookworm-backports qemu-system-x86 failed"
 fi
 have=$(qemu_version)
