@@ -98,7 +98,7 @@ def run(bench):
             text = '# peers: not run: %s\n' % err
             bench.notes.append('host peer benchmark: %s' % err)
         with open(out, 'w', encoding='utf-8') as f:
-            f.write('# argv: %s\n' % ' '.join(argv) + text)
+            f.write('# argv: %s\n' % ' '.join([os.path.relpath(argv[0], REPO)] + argv[1:]) + text)
         bench.progress.line('bench: host peer benchmark: %.1f s' % (time.monotonic() - started))
     else:
         with open(out, 'w', encoding='utf-8') as f:
