@@ -22,6 +22,7 @@ FAKE_QEMU = os.path.join(HERE, 'fake_qemu.py')
 
 sys.path.insert(0, os.path.join(REPO, 'scripts'))
 from scriptload import load_script  # noqa: E402
+import ktap  # noqa: E402
 
 rq = load_script('run-qemu', 'run_qemu')
 
@@ -317,9 +318,40 @@ class FakeQemuRuns(unittest.TestCase):
         summary = proc.stderr.strip().splitlines()[-1]
         self.assertRegex(summary, r'^run-qemu: verdict=pass exit=0 pass=7 fail=0 skip=1 xfail=1 '
                                   r'\(bios, smp=1, tcg, boot-to-plan [0-9.]+ s, total [0-9.]+ s\)$')
-        with open(os.path.join(self.tmp.name, 'serial.log'), 'rb') as serial:
+        with open(os.path.join(self.tmp.name, 'serial.log.raw'), 'rb') as serial:
             with open(os.path.join(DATA, 'pass_nested2.log'), 'rb') as original:
                 self.assertEqual(serial.read(), original.read())
+
+    def test_log_is_text_raw_beside_it(self):
+        # Firmware noise as OVMF and GRUB send it: CR LF endings, colour and cursor sequences,
+        # a line redrawn with a bare CR, a NUL.
+        noisy = os.path.join(self.tmp.name, 'noisy.log')
+        with open(os.path.join(DATA, 'pass_nested2.log'), 'rb') as original:
+            body = original.read()
+        raw = (b'\x1b[2J\x1b[01;01H\x1b[0m\x1b[37m\x1b[40mBdsDxe: loading\r\n'
+               b'Loading 10%\rLoading 100%\r\n\x00GRUB\r\n' + body.replace(b'\n', b'\r\n'))
+        with open(noisy, 'wb') as out:
+            out.write(raw)
+        proc = self.run_qemu(noisy, 1)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        log = os.path.join(self.tmp.name, 'serial.log')
+        with open(log + '.raw', 'rb') as kept:
+            self.assertEqual(kept.read(), raw)
+        with open(log, 'rb') as text:
+            data = text.read()
+        for byte in (b'\r', b'\x1b', b'\x00'):
+            self.assertNotIn(byte, data)
+        lines = data.decode().split('\n')
+        self.assertEqual(lines[:4], ['BdsDxe: loading', 'Loading 10%', 'Loading 100%', 'GRUB'])
+        self.assertEqual(lines[-1], '')                   # ends with a newline
+        self.assertEqual(lines.count('KTAP version 1'), 1)
+        # What a line tool sees: the top-level results and the nested ones.
+        self.assertEqual(len([l for l in lines if l.startswith('ok ')]), 3)
+        self.assertGreater(len([l for l in lines if l.startswith('  ok ')]), 0)
+        # ktap.py reads both forms alike.
+        text_report, raw_report = ktap.parse_file(log), ktap.parse_file(log + '.raw')
+        self.assertEqual(text_report.counts(), raw_report.counts())
+        self.assertEqual(text_report.verdict, 0)
 
     def test_fw_cfg_reaches_qemu_intact(self):
         self.run_qemu('pass_nested2.log', 1, args=['--cmdline', 'tests=boot.*,smp.* seed=7'])
