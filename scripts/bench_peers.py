@@ -468,7 +468,9 @@ def section(out_dir, results=None):
                      for l in ('tight',) if (k, 'uncontended_ns', l, None, 'spin') in entries},
            'subjects': sorted({e['name'] for e in entries.values()}),
            'settings': next((l[len('# argv: '):] for l in (text or '').splitlines()
-                             if l.startswith('# argv: ')), None)}
+                             if l.startswith('# argv: ')), None),
+           'load': [l[len('# peers: '):] for l in (text or '').splitlines()
+                    if l.startswith('# peers: load average')]}
     oversub = sorted({e['threads'] for e in entries.values() if e['mode'] != 'spin'})
     sec['oversubscribed'] = [
         {'subject': e['name'], 'threads': e['threads'], 'mode': e['mode'],
@@ -517,6 +519,8 @@ def html(report):
                'cost below 1 and throughput above 1 favour locklab. In brackets: the range of '
                'the per-repeat ratios. The host is shared; the spread is part of the result.'
                '</p>' % _e(sec.get('settings') or 'settings unknown'))
+    if sec.get('load'):
+        out.append('<p>Host %s.</p>' % _e('; '.join(sec['load'])))
     fl = sec.get('floor') or {}
     if fl:
         out.append('<p>Floor, tight loop (ns): %s.</p>' % _e(', '.join(
