@@ -41,6 +41,9 @@ struct ktest {
 
 /* Run the selected tests and leave the kernel; never returns. */
 __noreturn void ktest_run_all(void);
+/* Count the `tests=` globs that select no test here, reporting each through err. */
+typedef void (*ktest_glob_error_fn)(const char *glob, const char *why, void *ctx);
+int ktest_check_globs(const char *tests, bool bench, ktest_glob_error_fn err, void *ctx);
 
 void kt_fail(const char *file, int line, const char *fmt, ...) __printf(3, 4);
 void kt_skip(const char *reason);

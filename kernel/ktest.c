@@ -8,6 +8,11 @@
  * a hang.  Deliberate-failure tests (KT_XFAIL) pass by failing and are
  * reported with KTAP's XFAIL directive; demos (KT_MANUAL) run only when
  * named exactly; measurements (KT_BENCH) only with bench=1.
+ *
+ * A `tests=` glob that selects nothing is a config error, never a quiet
+ * `1..0` and a pass: a typo would otherwise look like a green run.  Any
+ * config error (these or the command line's) also runs boot.cmdline,
+ * whatever `tests=` says, so the run reports `not ok` and exits 1.
  */
 #include "ktest.h"
 #include "cmdline.h"
@@ -15,6 +20,7 @@
 #include "x86.h"
 
 extern const struct ktest __start_ktests[], __stop_ktests[];
+extern int config_errors; /* kernel/main.c: the command line's, plus ours */
 
 static const char *const suite_order[] = {"boot", "smp", "lock", "tlb", "sched", "bench"};
 
@@ -37,28 +43,93 @@ static bool path_matches(const struct ktest *t, const char *pattern)
 	return glob_match(pattern, path);
 }
 
+/* Copy the next comma-separated glob of *p into pattern; false at the end. */
+static bool next_glob(const char **p, char pattern[TESTS_MAX])
+{
+	size_t n = 0;
+
+	if (!**p)
+		return false;
+	while ((*p)[n] && (*p)[n] != ',' && n < TESTS_MAX - 1)
+		n++;
+	memcpy(pattern, *p, n);
+	pattern[n] = '\0';
+	*p += n;
+	if (**p == ',')
+		(*p)++;
+	return true;
+}
+
+static bool is_cmdline_test(const struct ktest *t)
+{
+	return strcmp(t->suite, "boot") == 0 && strcmp(t->name, "cmdline") == 0;
+}
+
 static bool selected(const struct ktest *t)
 {
 	const char *p = config.tests;
 	char pattern[TESTS_MAX];
 
+	if (config_errors && is_cmdline_test(t))
+		return true; /* it reports the errors */
 	if ((t->flags & KT_BENCH) && !config.bench)
 		return false;
 	if (!*p)
 		return !(t->flags & KT_MANUAL);
-	while (*p) {
-		size_t n = 0;
-		while (p[n] && p[n] != ',')
-			n++;
-		memcpy(pattern, p, n);
-		pattern[n] = '\0';
+	while (next_glob(&p, pattern))
 		if (path_matches(t, pattern))
 			return true;
-		p += n;
-		if (*p == ',')
-			p++;
-	}
 	return false;
+}
+
+int ktest_check_globs(const char *tests, bool bench, ktest_glob_error_fn err, void *ctx)
+{
+	char pattern[TESTS_MAX];
+	int bad = 0;
+
+	while (next_glob(&tests, pattern)) {
+		int named = 0, runnable = 0, demos = 0;
+		for (const struct ktest *t = __start_ktests; t < __stop_ktests; t++) {
+			char path[128];
+			snprintf(path, sizeof(path), "%s.%s", t->suite, t->name);
+			if (!path_matches(t, pattern)) {
+				demos += glob_match(pattern, path); /* KT_MANUAL */
+				continue;
+			}
+			named++;
+			if (bench || !(t->flags & KT_BENCH))
+				runnable++;
+		}
+		if (runnable)
+			continue;
+		bad++;
+		if (err)
+			err(pattern,
+			    named   ? "names only measurements, which run with bench=1"
+			    : demos ? "matches only demos, which run when named exactly"
+			            : "matches no test",
+			    ctx);
+	}
+	return bad;
+}
+
+static void glob_error(const char *glob, const char *why, void *ctx)
+{
+	(void)ctx;
+	kprintf("# config error: tests: '%s' %s\n", glob, why);
+}
+
+/* Before the plan: every glob must select a test, the selection must not be empty. */
+static void check_selection(void)
+{
+	config_errors += ktest_check_globs(config.tests, config.bench, glob_error, NULL);
+	bool any = false;
+	for (const struct ktest *t = __start_ktests; t < __stop_ktests && !any; t++)
+		any = selected(t);
+	if (!any) {
+		kprintf("# config error: tests: the selection '%s' is empty\n", config.tests);
+		config_errors++;
+	}
 }
 
 static int count_selected(const char *suite)
@@ -204,8 +275,10 @@ __noreturn void ktest_bail_out(const char *why)
 __noreturn void ktest_run_all(void)
 {
 	const char *suites[32];
-	int n = list_suites(suites, ARRAY_SIZE(suites));
 	struct totals all = {0};
+
+	check_selection();
+	int n = list_suites(suites, ARRAY_SIZE(suites));
 
 	kprintf("1..%d\n", n);
 	for (int i = 0; i < n; i++)

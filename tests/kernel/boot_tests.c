@@ -75,6 +75,36 @@ KTEST(boot, cmdline_parser, .timeout_ms = 1000)
 	KT_EXPECT_EQ(cfg.tests[0], '\0');
 }
 
+struct glob_errors {
+	int n;
+	char first[32];
+};
+
+static void note_glob(const char *glob, const char *why, void *ctx)
+{
+	struct glob_errors *e = ctx;
+	(void)why;
+	if (e->n++ == 0)
+		snprintf(e->first, sizeof(e->first), "%s", glob);
+}
+
+/* The harness's check that each tests= glob selects something (a typo is an error). */
+KTEST(boot, cmdline_selection, .timeout_ms = 1000)
+{
+	struct glob_errors e = {0};
+
+	KT_EXPECT_EQ(ktest_check_globs("boot.*,boot.crash_demo,lock.*", false, note_glob, &e), 0);
+	KT_EXPECT_EQ(e.n, 0);
+	/* No such suite; a demo by glob, not by name; a measurement without bench=1. */
+	KT_EXPECT_EQ(ktest_check_globs("boot.*,nomatch.*,boot.crash*,lock.bench_uncontended", false,
+	                               note_glob, &e),
+	             3);
+	KT_EXPECT_EQ(e.n, 3);
+	KT_EXPECT_STREQ(e.first, "nomatch.*");
+	KT_EXPECT_EQ(ktest_check_globs("lock.bench_uncontended", true, NULL, NULL), 0);
+	KT_EXPECT_EQ(ktest_check_globs("boot.cmdlin", false, NULL, NULL), 1);
+}
+
 KTEST(boot, multiboot, .timeout_ms = 1000)
 {
 	KT_EXPECT_EQ(boot_info.errors, 0);
