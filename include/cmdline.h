@@ -9,13 +9,19 @@ enum apic_mode_opt { APIC_AUTO, APIC_XAPIC, APIC_X2APIC };
 enum exit_mode { EXIT_HALT, EXIT_QEMU, EXIT_REBOOT };
 enum shootdown_mode { SHOOTDOWN_SYNC, SHOOTDOWN_LAZY };
 enum accel_kind { ACCEL_UNKNOWN, ACCEL_KVM, ACCEL_TCG, ACCEL_HW };
+/* What guest time follows: the host's clock, or QEMU's instruction count (docs/clock.md). */
+enum clock_kind { CLOCK_REAL, CLOCK_VIRTUAL };
 
 #define CMDLINE_MAX 4096
 #define TESTS_MAX 1024
+#define CONSOLE_SPEC_MAX 128
 #define DEFAULT_SEED 20261126u
 
 struct config {
 	char tests[TESTS_MAX]; /* comma-separated globs; empty means all */
+	/* console= as given (kernel/console/select.c reads it) and screen_hold= seconds */
+	char console[CONSOLE_SPEC_MAX];
+	int screen_hold;
 	uint64_t seed;
 	enum preempt_model preempt;
 	enum apic_mode_opt apic;
@@ -24,6 +30,7 @@ struct config {
 	enum shootdown_mode shootdown;
 	int host_cpus; /* 0: unknown */
 	enum accel_kind accel;
+	enum clock_kind clock;
 };
 
 extern struct config config;
@@ -41,5 +48,6 @@ int cmdline_parse(const char *s, struct config *cfg, cmdline_error_fn err, void 
 
 const char *preempt_name(enum preempt_model m);
 const char *accel_name(enum accel_kind a);
+const char *clock_name(enum clock_kind c);
 
 #endif

@@ -33,6 +33,7 @@ static const char *const apic_names[] = {"auto", "xapic", "x2apic"};
 static const char *const exit_names[] = {"halt", "qemu", "reboot"};
 static const char *const shootdown_names[] = {"sync", "lazy"};
 static const char *const accel_names[] = {"unknown", "kvm", "tcg", "hw"};
+static const char *const clock_names[] = {"real", "virtual"};
 static const char *const bool_names[] = {"0", "1"};
 
 const char *preempt_name(enum preempt_model m)
@@ -43,6 +44,11 @@ const char *preempt_name(enum preempt_model m)
 const char *accel_name(enum accel_kind a)
 {
 	return accel_names[a];
+}
+
+const char *clock_name(enum clock_kind c)
+{
+	return clock_names[c];
 }
 
 static void report(cmdline_error_fn err, void *ctx, const char *fmt, const char *a, const char *b)
@@ -121,11 +127,25 @@ static int apply(struct config *cfg, const char *key, const char *value, cmdline
 	ENUM_OPTION("exit", exit, exit_names, enum exit_mode)
 	ENUM_OPTION("shootdown", shootdown, shootdown_names, enum shootdown_mode)
 	ENUM_OPTION("accel", accel, accel_names, enum accel_kind)
+	ENUM_OPTION("clock", clock, clock_names, enum clock_kind)
 	ENUM_OPTION("bench", bench, bool_names, bool)
 	if (strcmp(key, "tests") == 0) {
 		if (strlen(value) >= TESTS_MAX || !valid_tests(value))
 			goto bad_value;
 		strcpy(cfg->tests, value);
+		return 0;
+	}
+	if (strcmp(key, "console") == 0) {
+		/* The ports themselves are checked when the kernel sets them up. */
+		if (!*value || strlen(value) >= CONSOLE_SPEC_MAX)
+			goto bad_value;
+		strcpy(cfg->console, value);
+		return 0;
+	}
+	if (strcmp(key, "screen_hold") == 0) {
+		if (!parse_decimal(value, 600, &n))
+			goto bad_value;
+		cfg->screen_hold = (int)n;
 		return 0;
 	}
 	if (strcmp(key, "seed") == 0) {

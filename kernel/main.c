@@ -76,9 +76,9 @@ void kmain(uint32_t magic, uint32_t mbi_phys)
 	build_cmdline();
 	config_errors = cmdline_parse(cmdline, &config, config_error, NULL);
 	kprintf("# cmdline: %s\n", cmdline);
-	kprintf("# config: seed=%lu preempt=%s accel=%s host_cpus=%d bench=%d\n", config.seed,
-	        preempt_name(config.preempt), accel_name(config.accel), config.host_cpus,
-	        config.bench);
+	kprintf("# config: seed=%lu preempt=%s accel=%s clock=%s host_cpus=%d bench=%d\n",
+	        config.seed, preempt_name(config.preempt), accel_name(config.accel),
+	        clock_name(config.clock), config.host_cpus, config.bench);
 
 	acpi_init();
 	lapic_init();

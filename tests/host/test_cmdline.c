@@ -46,6 +46,9 @@ int main(void)
 	CHECK(parse("bogus=1", &cfg) == 1);
 	CHECK(parse("=1 novalue seed= seed=-1 seed=0x10", &cfg) == 5);
 	CHECK(parse("apic=X2APIC exit=poweroff shootdown=eager accel=qemu", &cfg) == 4);
+	CHECK(parse("", &cfg) == 0 && cfg.clock == CLOCK_REAL);
+	CHECK(parse("clock=virtual", &cfg) == 0 && cfg.clock == CLOCK_VIRTUAL);
+	CHECK(parse("clock=icount clock=Virtual", &cfg) == 2 && cfg.clock == CLOCK_REAL);
 	CHECK(parse("host_cpus=65537 host_cpus=0 host_cpus=65536", &cfg) == 2);
 	CHECK(cfg.host_cpus == 65536);
 	CHECK(parse("seed=18446744073709551615", &cfg) == 0 && cfg.seed == UINT64_MAX);
