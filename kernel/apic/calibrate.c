@@ -11,10 +11,19 @@
  * bracket: the narrowest of a few samples is kept, and a window whose
  * brackets are still wide is thrown away.  The median of several windows
  * is the result.
+ *
+ * One exception: the x2APIC current-count register under clock=virtual
+ * (QEMU's -icount) cannot be read at all.  QEMU serves RDMSR in the middle
+ * of a translation block, where its instruction-counted clock is not
+ * exact, and stops the whole machine with "Bad icount read" (an xAPIC MMIO
+ * read is replayed at the end of a block instead, and works).  There the
+ * LAPIC timer is timed by its interrupt: with virtual time a late edge
+ * cannot happen, the host does not exist for the guest's clock.
  */
 #include "acpi.h"
 #include "apic.h"
 #include "apic/internal.h"
+#include "cmdline.h"
 #include "irq.h"
 #include "kernel.h"
 #include "time.h"
@@ -119,10 +128,17 @@ static bool sample_ref(const struct refclock *rc, struct sample *s)
 	return ok;
 }
 
+/* False where reading the current count would stop QEMU (top of file). */
+static bool lapic_count_readable(void)
+{
+	return apic_mode == APIC_MODE_XAPIC ||
+	       (apic_mode == APIC_MODE_X2APIC && config.clock != CLOCK_VIRTUAL);
+}
+
 static void sample_lapic(struct sample *s)
 {
 	uint64_t before = rdtsc();
-	s->value = apic_mode == APIC_MODE_NONE ? 0 : apic_read(APIC_TIMER_CUR);
+	s->value = lapic_count_readable() ? apic_read(APIC_TIMER_CUR) : 0;
 	uint64_t after = rdtsc();
 	s->tsc = before + (after - before) / 2;
 	s->width = after - before;
@@ -176,6 +192,7 @@ static enum window_result window(const struct refclock *rc, struct window *w)
 	    (l0.width + l1.width) * MAX_BRACKET_SHARE > l1.tsc - l0.tsc)
 		return WINDOW_DISTURBED;
 	w->tsc_hz = span * rc->hz / (r1.value - r0.value);
+	/* Unreadable count: 0, and time_init times the LAPIC separately. */
 	w->lapic_fp = ((l0.value - l1.value) << 32) / (l1.tsc - l0.tsc);
 	return WINDOW_OK;
 }
@@ -227,11 +244,57 @@ bool tsc_calibrate(const char **source, uint64_t *tsc_rate, uint64_t *lapic_fp)
 	return ok;
 }
 
+static volatile uint64_t edge_tsc;
+
+static void edge_handler(struct trapframe *tf)
+{
+	(void)tf;
+	edge_tsc = rdtsc();
+	lapic_eoi();
+}
+
+/* TSC cycles from writing `counts` to the initial count to the timer's interrupt. */
+static uint64_t cycles_to_edge(uint32_t counts)
+{
+	edge_tsc = 0;
+	apic_write(APIC_LVT_TIMER, VEC_TIMER); /* one-shot, unmasked */
+	apic_write(APIC_TIMER_DIV, APIC_TIMER_DIV_1);
+	uint64_t start = rdtsc();
+	apic_write(APIC_TIMER_INIT, counts);
+	/* Only this CPU is up: halting lets virtual time jump to the edge. */
+	while (!edge_tsc)
+		__asm__ volatile("sti; hlt; cli" ::: "memory");
+	apic_write(APIC_LVT_TIMER, APIC_LVT_MASKED | VEC_TIMER);
+	return edge_tsc - start;
+}
+
+/*
+ * LAPIC counts per TSC cycle (32.32) from interrupt edges.  Two windows,
+ * `ms` and twice that long, and their difference: the fixed cost of
+ * programming the timer and of taking the interrupt (exactly the same
+ * instructions both times, so the same virtual time) cancels out.
+ */
+static uint64_t lapic_calibrate_by_edge(unsigned ms)
+{
+	unsigned long flags = local_irq_save();
+	register_irq_handler(VEC_TIMER, edge_handler);
+	/* A first guess at the rate, to size the windows. */
+	uint64_t probe = 1u << 20, cycles = cycles_to_edge((uint32_t)probe);
+	uint64_t want = probe * ns_to_tsc((uint64_t)ms * NSEC_PER_MSEC) / (cycles ? cycles : 1);
+	uint32_t n = (uint32_t)(want < probe ? probe : want > 0x7fffffffu ? 0x7fffffffu : want);
+	uint64_t one = cycles_to_edge(n), two = cycles_to_edge(2 * n);
+	register_irq_handler(VEC_TIMER, NULL); /* time_init installs the tick's */
+	local_irq_restore(flags);
+	return two > one ? ((uint64_t)n << 32) / (two - one) : 0;
+}
+
 /* LAPIC counts per TSC cycle (32.32) measured over `ms` of a TSC of known rate. */
 uint64_t lapic_calibrate_by_tsc(unsigned ms)
 {
 	struct sample l0, l1;
 
+	if (!lapic_count_readable())
+		return lapic_calibrate_by_edge(ms);
 	apic_write(APIC_LVT_TIMER, APIC_LVT_MASKED | VEC_TIMER);
 	apic_write(APIC_TIMER_DIV, APIC_TIMER_DIV_1);
 	apic_write(APIC_TIMER_INIT, 0xffffffffu);

@@ -49,8 +49,12 @@ bool x2apic_supported(void)
 
 uint32_t apic_read(uint32_t reg)
 {
-	if (apic_mode == APIC_MODE_X2APIC)
+	if (apic_mode == APIC_MODE_X2APIC) {
+		/* QEMU would stop with "Bad icount read" (calibrate.c): say who asked. */
+		if (reg == APIC_TIMER_CUR && config.clock == CLOCK_VIRTUAL)
+			panic("x2APIC timer count read under clock=virtual");
 		return (uint32_t)rdmsr(X2APIC_MSR_BASE + (reg >> 4));
+	}
 	return lapic_mmio[reg / 4];
 }
 
