@@ -592,10 +592,10 @@ void sched_dump_threads(void)
 	for_each_online_cpu(cpu) {
 		struct rq *rq = &runqueues[cpu];
 		kprintf("# rq %d: curr %s queued %d idle_mask %d halted %d resched %d switches %lu "
-		        "pulls %lu idle_entries %lu\n",
+		        "pulls %lu idle_entries %lu ticks %lu\n",
 		        cpu, rq->curr->name, rq->nr_queued, cpumask_test_cpu(cpu, &idle_mask),
 		        rq->idle_halted, cpus[cpu].resched, rq->stats.switches, rq->stats.pulls,
-		        rq->stats.idle_entries);
+		        rq->stats.idle_entries, rq->stats.ticks);
 	}
 
 	thread_dump(&boot_thread);

@@ -343,9 +343,12 @@ static const char *state_name(int s)
 
 void thread_dump(const struct thread *t)
 {
+	/* The running stint too: a thread that never switched out has run all along. */
+	uint64_t runtime = t->runtime_tsc + (t->on_cpu ? rdtsc() - t->switched_in_tsc : 0);
+
 	kprintf("# thread %d %s cpu=%d prio=%d/%d state=%s%s switches=%lu/%lu runtime_us=%lu\n",
 	        t->id, t->name, t->cpu, t->prio, t->base_prio, state_name(t->state),
-	        t->on_cpu ? " on-cpu" : "", t->nvcsw, t->nivcsw, tsc_to_ns(t->runtime_tsc) / 1000);
+	        t->on_cpu ? " on-cpu" : "", t->nvcsw, t->nivcsw, tsc_to_ns(runtime) / 1000);
 }
 
 void thread_pool_dump(void)

@@ -55,7 +55,15 @@ void rq_program_timer(struct rq *rq, uint64_t now, bool force)
 		earliest(&target, first_timer(rq)->wake_tsc);
 	if (curr != rq->idle) {
 		earliest(&target, rq->last_tick + tick_cycles);
-		if (rq->bitmap & (1u << curr->prio))
+		/*
+		 * The slice end is an event until the tick has seen it.  After
+		 * that, under none and voluntary (or with preemption disabled)
+		 * the thread runs on past it: arming for a moment already gone
+		 * would fire at once, every time, and the CPU would do nothing
+		 * but take timer interrupts -- in virtual time (docs/clock.md)
+		 * not a single instruction of the thread between them.
+		 */
+		if ((rq->bitmap & (1u << curr->prio)) && !curr->slice_expired)
 			earliest(&target, curr->slice_end);
 	} else if (rq->cpu == 0) {
 		earliest(&target, now + idle_check_cycles);

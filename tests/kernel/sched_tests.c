@@ -327,18 +327,34 @@ KTEST(sched, round_robin, .timeout_ms = 10000)
 	rr.last = -1;
 	rr.use_cond_resched = sched_model() == PREEMPT_VOLUNTARY;
 	struct thread *t[2];
+	struct sched_stats before, after;
 	t[0] = thread_create(rr_worker, (void *)0, "rr-0", PRIO_BUSY, cpu);
 	t[1] = thread_create(rr_worker, (void *)1, "rr-1", PRIO_BUSY, cpu);
 	KT_EXPECT(t[0] && t[1]);
+	sched_get_stats(cpu, &before);
+	uint64_t t_begin = rdtsc();
 	thread_start(t[0]);
 	thread_start(t[1]);
 	join_all(t, 2);
+	uint64_t span_ms = tsc_to_ns(rdtsc() - t_begin) / NSEC_PER_MSEC;
+	sched_get_stats(cpu, &after);
 	int turns = rr.turns[0] + rr.turns[1];
 	bool overlap =
 	    (int64_t)(rr.start[1] - rr.end[0]) < 0 && (int64_t)(rr.start[0] - rr.end[1]) < 0;
 	kprintf("  # preempt=%s: two equal-priority 100 ms threads took %d turns%s\n",
 	        preempt_name(sched_model()), turns,
 	        overlap ? " (interleaved)" : " (one after the other)");
+	/*
+	 * The busy CPU's timer events: the tick and the ends of slices, a few
+	 * per TICK_HZ period.  Re-arming for a slice end that has passed but
+	 * that the model lets run on (none, voluntary) fires at once, again
+	 * and again: thousands in real time, and in virtual time a CPU that
+	 * never runs the thread again.  A slow host gives fewer ticks, not more.
+	 */
+	uint64_t ticks = after.ticks - before.ticks, bound = 4 * (span_ms * TICK_HZ / 1000 + 4);
+	kprintf("  # CPU %d took %lu timer interrupts in %lu ms (bound %lu)\n", cpu, ticks, span_ms,
+	        bound);
+	KT_EXPECT_LE(ticks, bound);
 	if (sched_model() == PREEMPT_NONE) {
 		KT_EXPECT(!overlap);
 		KT_EXPECT_LE(turns, 2);
