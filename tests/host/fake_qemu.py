@@ -7,7 +7,11 @@ environment variables:
   FAKE_QEMU_EXIT    exit status afterwards (default 1, i.e. the guest wrote 0 to isa-debug-exit)
   FAKE_QEMU_HANG    if set, sleep instead of exiting (like a hung guest)
   FAKE_QEMU_STDERR  text written to stderr first (like a QEMU error message)
-  FAKE_QEMU_ARGV    file to record the arguments in, as JSON
+  FAKE_QEMU_ARGV    file to record the arguments in, as JSON (a list of lists: one per start)
+  FAKE_QEMU_REFUSE_CPU  a -cpu model refused the way KVM refuses one (an MSR it will not set,
+                    then QEMU's assertion and abort), before any serial output
+  FAKE_QEMU_FEATURE_WARNINGS  this many "host doesn't support requested feature" warnings
+                    first, as QEMU prints for a named model on a host that lacks features
 """
 
 import json
@@ -18,8 +22,26 @@ import time
 
 def main():
     if os.environ.get('FAKE_QEMU_ARGV'):
-        with open(os.environ['FAKE_QEMU_ARGV'], 'w') as out:
-            json.dump(sys.argv[1:], out)
+        path = os.environ['FAKE_QEMU_ARGV']
+        starts = []
+        if os.path.exists(path):
+            with open(path) as recorded:
+                starts = json.load(recorded)
+        with open(path, 'w') as out:
+            json.dump(starts + [sys.argv[1:]], out)
+    args = sys.argv[1:]
+    cpu = args[args.index('-cpu') + 1] if '-cpu' in args else ''
+    for i in range(int(os.environ.get('FAKE_QEMU_FEATURE_WARNINGS') or 0)):
+        sys.stderr.write("qemu-system-x86_64: warning: host doesn't support requested "
+                         "feature: CPUID.01H:ECX.fake%d [bit %d]\n" % (i, i))
+    if os.environ.get('FAKE_QEMU_REFUSE_CPU') and \
+            cpu.split(',')[0] == os.environ['FAKE_QEMU_REFUSE_CPU']:
+        sys.stderr.write('qemu-system-x86_64: error: failed to set MSR 0x10a to 0x2000c04\n'
+                         'qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3185: '
+                         'kvm_buf_set_msrs: Assertion `ret == cpu->kvm_msr_buf->nmsrs\' '
+                         'failed.\n')
+        sys.stderr.flush()
+        os.abort()
     if os.environ.get('FAKE_QEMU_STDERR'):
         sys.stderr.write(os.environ['FAKE_QEMU_STDERR'] + '\n')
         sys.stderr.flush()

@@ -111,6 +111,28 @@ class Decisions(unittest.TestCase):
                 self.assertEqual(got, accel, modules)
                 self.assertIn(words, reason)
 
+    def test_cpu_fallback_decision(self):
+        msr = ['qemu-system-x86_64: error: failed to set MSR 0x10a to 0x2000c04',
+               'qemu-system-x86_64: kvm.c:3185: kvm_buf_set_msrs: Assertion failed.']
+        feature = ["qemu-system-x86_64: warning: host doesn't support requested feature: "
+                   "CPUID.01H:ECX.pni [bit 0]"]
+        intel = rq.cpu_fallback('kvm', None, 0, msr, 'GenuineIntel')
+        self.assertTrue(intel.startswith('Skylake-Client,'))
+        for feature_name in ('+kvm-pv-unhalt', '+kvmclock', '+kvm-steal-time', '+x2apic'):
+            self.assertIn(feature_name, intel.split(','))
+        self.assertTrue(rq.cpu_fallback('kvm', None, 0, msr, 'AuthenticAMD').startswith('EPYC,'))
+        self.assertTrue(rq.cpu_fallback('kvm', None, 0, msr, None).startswith('qemu64,'))
+        self.assertTrue(rq.cpu_fallback('kvm', None, 0, ['kvm_init_vcpu failed: Invalid'],
+                                        'GenuineIntel'))
+        # Not a refusal of the CPU, or not ours to change: no retry.
+        for accel, cpu, output, errors in (('tcg', None, 0, msr), ('kvm', 'host', 0, msr),
+                                           ('kvm', None, 120, msr), ('kvm', None, 0, feature),
+                                           ('kvm', None, 0, ['Could not access KVM kernel '
+                                                             'module: No such file']),
+                                           ('kvm', None, 0, [])):
+            self.assertIsNone(rq.cpu_fallback(accel, cpu, output, errors, 'GenuineIntel'),
+                              (accel, cpu, output, errors))
+
     def test_accel_requested(self):
         with tempfile.TemporaryDirectory() as tmp:
             sysfs, dev = self.fake_sysfs(tmp, ['kvm_pvm'])
@@ -284,30 +306,38 @@ class FakeQemuRuns(unittest.TestCase):
         open(self.iso, 'w').close()
 
     def run_qemu(self, log=None, exit_status=1, hang=False, args=(), stderr_text=None,
-                 qemu=None, timeout=60):
+                 qemu=None, timeout=60, env_extra=None):
         env = dict(os.environ, CI='1',
                    LOCKLAB_QEMU=qemu or shlex.join([sys.executable, FAKE_QEMU]),
                    FAKE_QEMU_EXIT=str(exit_status),
                    FAKE_QEMU_ARGV=os.path.join(self.tmp.name, 'argv.json'))
-        for key in ('FAKE_QEMU_LOG', 'FAKE_QEMU_HANG', 'FAKE_QEMU_STDERR'):
+        for key in ('FAKE_QEMU_LOG', 'FAKE_QEMU_HANG', 'FAKE_QEMU_STDERR',
+                    'FAKE_QEMU_REFUSE_CPU', 'FAKE_QEMU_FEATURE_WARNINGS'):
             env.pop(key, None)
+        env.update(env_extra or {})
         if log:
             env['FAKE_QEMU_LOG'] = os.path.join(DATA, log)   # absolute paths stay as they are
         if hang:
             env['FAKE_QEMU_HANG'] = '1'
         if stderr_text:
             env['FAKE_QEMU_STDERR'] = stderr_text
-        command = [sys.executable, RUN_QEMU, '--iso', self.iso, '--accel', 'tcg',
-                   '--smp', '1', '--log', os.path.join(self.tmp.name, 'serial.log')] + list(args)
+        accel = [] if '--accel' in args else ['--accel', 'tcg']
+        command = [sys.executable, RUN_QEMU, '--iso', self.iso, '--smp', '1',
+                   '--log', os.path.join(self.tmp.name, 'serial.log')] + accel + list(args)
         started = time.monotonic()
         proc = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               timeout=timeout, text=True)
         self.seconds = time.monotonic() - started
         return proc
 
-    def argv(self):
+    def argv(self, start=-1):
+        """The arguments of one QEMU start (the last by default)."""
         with open(os.path.join(self.tmp.name, 'argv.json')) as recorded:
-            return json.load(recorded)
+            return json.load(recorded)[start]
+
+    def starts(self):
+        with open(os.path.join(self.tmp.name, 'argv.json')) as recorded:
+            return len(json.load(recorded))
 
     def test_pass(self):
         proc = self.run_qemu('pass_nested2.log', 1)
@@ -433,6 +463,51 @@ class FakeQemuRuns(unittest.TestCase):
         proc = self.run_qemu(None, 1, stderr_text='qemu-system-x86_64: -accel kvm: failed')
         self.assertEqual(proc.returncode, 4)
         self.assertIn('QEMU failed to start', proc.stderr)
+
+    def kvm_env(self, **extra):
+        dev = os.path.join(self.tmp.name, 'kvm')
+        open(dev, 'w').close()
+        return dict(extra, LOCKLAB_DEV_KVM=dev)
+
+    def test_kvm_refusing_cpu_host_retries_once(self):
+        env = self.kvm_env(FAKE_QEMU_REFUSE_CPU='host', FAKE_QEMU_FEATURE_WARNINGS='40')
+        proc = self.run_qemu('pass_nested2.log', 1, args=['--accel', 'kvm'], env_extra=env)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(self.starts(), 2)
+        first, second = self.argv(0), self.argv(1)
+        self.assertEqual(first[first.index('-cpu') + 1], 'host')
+        expected = rq.cpu_fallback('kvm', None, 0, ['failed to set MSR 0x10a'],
+                                   rq.host_cpu_vendor())
+        self.assertEqual(second[second.index('-cpu') + 1], expected)
+        self.assertIn('run-qemu: KVM refused -cpu host before any guest output '
+                      '(qemu-system-x86_64: error: failed to set MSR 0x10a to 0x2000c04); '
+                      'retrying once with -cpu ' + expected, proc.stderr)
+        # The feature warnings of each start are one line, not 40.
+        self.assertNotIn("host doesn't support", proc.stderr)
+        self.assertEqual(proc.stderr.count('QEMU left out 40 CPU features the host lacks'), 2)
+
+    def test_explicit_cpu_is_never_replaced(self):
+        env = self.kvm_env(FAKE_QEMU_REFUSE_CPU='host')
+        proc = self.run_qemu('pass_nested2.log', 1, args=['--accel', 'kvm', '--cpu', 'host'],
+                             env_extra=env)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertEqual(self.starts(), 1)
+        self.assertNotIn('retrying', proc.stderr)
+        self.assertIn('failed to set MSR 0x10a', proc.stderr)
+
+    def test_fallback_refused_too_is_not_retried_again(self):
+        # A QEMU that refuses every model: exactly one retry, then the failure is reported.
+        stub = os.path.join(self.tmp.name, 'refuse_all.py')
+        with open(stub, 'w') as out:
+            out.write('import os, sys\n'
+                      "os.environ['FAKE_QEMU_REFUSE_CPU'] = "
+                      "sys.argv[sys.argv.index('-cpu') + 1].split(',')[0]\n"
+                      'exec(open(%r).read())\n' % FAKE_QEMU)
+        proc = self.run_qemu('pass_nested2.log', 1, args=['--accel', 'kvm'],
+                             env_extra=self.kvm_env(), qemu=shlex.join([sys.executable, stub]))
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertEqual(self.starts(), 2)
+        self.assertEqual(proc.stderr.count('retrying once'), 1)
 
     def test_missing_qemu(self):
         proc = self.run_qemu('pass_nested2.log', qemu='/nonexistent/qemu-system-x86_64')
