@@ -2,6 +2,7 @@
 #ifndef LOCKLAB_MULTIBOOT_H
 #define LOCKLAB_MULTIBOOT_H
 
+#include "console.h"
 #include "types.h"
 
 #define MB2_BOOTLOADER_MAGIC 0x36d76289
@@ -31,7 +32,10 @@ struct boot_info {
 	int mmap_count;
 	const void *rsdp;  /* copy of the RSDP inside the boot information */
 	int rsdp_revision; /* 0: ACPI 1.0 tag (14), 2: ACPI 2.0+ tag (15) */
-	int errors;        /* malformed tags seen */
+	bool have_fb;      /* a framebuffer tag: the screen console draws there */
+	struct fb_info fb;
+	bool efi;   /* booted by UEFI (an EFI system table tag) */
+	int errors; /* malformed tags seen */
 };
 
 extern struct boot_info boot_info;

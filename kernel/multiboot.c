@@ -1,5 +1,6 @@
 /*
- * The multiboot2 boot information: command line, memory map and ACPI RSDP.
+ * The multiboot2 boot information: command line, memory map, ACPI RSDP and
+ * the framebuffer (for the screen console).
  * Tags are checked against the total size before they are read, so a
  * malformed structure gives a message instead of a fault.
  */
@@ -11,6 +12,9 @@
 #define TAG_CMDLINE 1
 #define TAG_LOADER 2
 #define TAG_MMAP 6
+#define TAG_FRAMEBUFFER 8
+#define TAG_EFI32 11
+#define TAG_EFI64 12
 #define TAG_ACPI_OLD 14
 #define TAG_ACPI_NEW 15
 #define MBI_MAX_SIZE (1u << 20)
@@ -34,6 +38,33 @@ static const char *tag_string(const struct tag *t)
 	const char *s = (const char *)(t + 1);
 	size_t max = t->size - sizeof(*t);
 	return strnlen(s, max) < max ? s : NULL;
+}
+
+static void parse_framebuffer(const struct tag *t)
+{
+	const uint8_t *p = (const uint8_t *)t;
+	struct fb_info *fb = &boot_info.fb;
+
+	if (t->size < 31) {
+		bad("framebuffer tag too short");
+		return;
+	}
+	memset(fb, 0, sizeof(*fb));
+	fb->addr = *(const uint64_t *)(p + 8);
+	fb->pitch = *(const uint32_t *)(p + 16);
+	fb->width = *(const uint32_t *)(p + 20);
+	fb->height = *(const uint32_t *)(p + 24);
+	fb->bpp = p[28];
+	fb->type = p[29];
+	if (fb->type == 1 && t->size >= 38) {
+		fb->red_pos = p[32];
+		fb->red_size = p[33];
+		fb->green_pos = p[34];
+		fb->green_size = p[35];
+		fb->blue_pos = p[36];
+		fb->blue_size = p[37];
+	}
+	boot_info.have_fb = true;
 }
 
 static void parse_mmap(const struct tag *t)
@@ -98,6 +129,13 @@ int multiboot_parse(uint32_t magic, uint64_t mbi_phys)
 		case TAG_MMAP:
 			parse_mmap(t);
 			break;
+		case TAG_FRAMEBUFFER:
+			parse_framebuffer(t);
+			break;
+		case TAG_EFI32:
+		case TAG_EFI64:
+			boot_info.efi = true;
+			break;
 		case TAG_ACPI_OLD:
 		case TAG_ACPI_NEW:
 			/* Prefer the ACPI 2.0+ copy when GRUB gives both. */
@@ -109,7 +147,7 @@ int multiboot_parse(uint32_t magic, uint64_t mbi_phys)
 			}
 			break;
 		default:
-			break; /* framebuffer, modules, EFI tables: not used */
+			break; /* modules, EFI memory map and handles: not used */
 		}
 		if (ended)
 			break;
