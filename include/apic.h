@@ -71,8 +71,7 @@ bool x2apic_supported(void);
 
 extern volatile uint64_t apic_spurious_count, apic_error_count;
 
-/* KVM paravirtual unhalt for the PV ticketlock's kick (kernel/apic/kvm.c). */
-void kvm_pv_init(void);
-bool kvm_kick_cpu(uint32_t apic_id);
+/* KVM's paravirtual interfaces, the PV kick among them (kernel/apic/kvm.c). */
+#include "kvm.h"
 
 #endif

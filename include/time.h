@@ -1,6 +1,6 @@
 /*
- * Time: the TSC as the clock (frequency from CPUID or calibrated against
- * the PIT / ACPI PM timer), delays, and the local APIC timer in periodic,
+ * Time: the TSC as the clock (frequency from the hypervisor, from CPUID or
+ * calibrated against the PIT / ACPI PM timer), delays, and the local APIC timer in periodic,
  * one-shot and TSC-deadline modes.  Every duration the kernel reports goes
  * through tsc_to_ns().
  */
@@ -21,6 +21,12 @@ extern uint64_t tsc_hz;         /* 0 until time_init() */
 extern uint64_t lapic_timer_hz; /* at divide-by-1 */
 extern bool tsc_invariant;
 extern bool tsc_deadline_supported;
+/*
+ * Where tsc_hz came from: "kvmclock", "hypervisor-cpuid", "cpuid",
+ * "calibrated" or "guessed" (then tsc_guessed: every ns figure is wrong).
+ */
+extern const char *tsc_source;
+extern bool tsc_guessed;
 
 void time_init(void);
 /* Start this CPU's periodic tick (the boot CPU's is started by time_init). */

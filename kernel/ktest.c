@@ -16,8 +16,8 @@
  */
 #include "ktest.h"
 #include "cmdline.h"
-#include "console.h"
 #include "cpu.h"
+#include "kvm.h"
 #include "x86.h"
 
 extern const struct ktest __start_ktests[], __stop_ktests[];
@@ -182,8 +182,11 @@ bool kt_failed(void)
 
 void kt_metric(const char *path, long long value, const char *unit, const char *extra)
 {
-	kprintf("# metric: %s %lld %s%s%s\n", path, value, unit, extra && *extra ? " " : "",
-	        extra ? extra : "");
+	char tags[64]; /* tsc=guessed, steal_ns= (kvm.h) */
+
+	figure_tags(tags, sizeof(tags), unit);
+	kprintf("# metric: %s %lld %s%s%s%s\n", path, value, unit, extra && *extra ? " " : "",
+	        extra ? extra : "", tags);
 }
 
 static void run_one(const struct ktest *t, int index, struct totals *tot)
@@ -200,6 +203,7 @@ static void run_one(const struct ktest *t, int index, struct totals *tot)
 	} else {
 		kprintf("  # running: %s.%s timeout_ms=%u\n", t->suite, t->name,
 		        t->timeout_ms ? t->timeout_ms : KTEST_DEFAULT_TIMEOUT_MS);
+		figure_test_begin();
 		t->fn();
 	}
 
@@ -295,7 +299,6 @@ __noreturn void ktest_run_all(void)
 
 __noreturn void kexit(int code)
 {
-	console_hold(); /* the verdict stays on the screen for screen_hold= seconds */
 	smp_stop_others();
 	__asm__ volatile("cli");
 	switch (config.exit) {

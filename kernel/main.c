@@ -6,7 +6,6 @@
  */
 #include "apic.h"
 #include "cmdline.h"
-#include "console.h"
 #include "cpu.h"
 #include "kernel.h"
 #include "ktest.h"
@@ -71,7 +70,6 @@ void kmain(uint32_t magic, uint32_t mbi_phys)
 	kprintf("# locklab: x86-64 SMP lock laboratory\n");
 	if (multiboot_parse(magic, mbi_phys) < 0 && boot_info.mmap_count == 0)
 		ktest_bail_out("boot information unusable (no memory map)");
-	console_screen_init();
 	early_alloc_init();
 
 	config_defaults(&config);
@@ -83,11 +81,10 @@ void kmain(uint32_t magic, uint32_t mbi_phys)
 	        clock_name(config.clock), config.host_cpus, config.bench);
 
 	acpi_init();
-	console_setup(config.console); /* console=, else ACPI SPCR, else COM1 */
 	lapic_init();
 	time_init();
-	kvm_pv_init();
 	mm_init();
+	kvm_pv_init(); /* after mm_init: maps its hypercall page */
 	smp_boot_aps();
 	watchdog_init();
 	sched_init(); /* from here on this context is thread 0 ("main") of CPU 0 */

@@ -126,6 +126,7 @@ __noreturn void ap_main(int id)
 	if (seen != c->apic_id)
 		kprintf("# smp: CPU %d expected APIC id %u, has %u\n", id, c->apic_id, seen);
 	timer_cpu_init();
+	kvm_cpu_init(); /* steal time */
 	mark_online(id);
 	idle_loop();
 }

@@ -1,10 +1,19 @@
 /*
  * The TSC as the kernel's clock and the local APIC timer as its tick.
  *
- * The TSC frequency comes from CPUID (leaf 0x15/0x16, or the hypervisor's
- * 0x40000010) when the CPU reports it, and is always cross-checked against
- * the PIT or the ACPI PM timer (calibrate.c), which also time the LAPIC
- * timer; calibration costs about 15 ms.
+ * Where the TSC frequency comes from, in order:
+ *  1. under KVM, the hypervisor: its frequency leaf 0x40000010 where
+ *     offered, else the kvmclock scale (kvmclock.c).  The host defines the
+ *     guest's TSC, so this is taken as it is, with no calibration: under a
+ *     slow or loaded hypervisor a calibration may not even complete.  The
+ *     LAPIC timer is then timed against the TSC (or taken from the leaf).
+ *  2. CPUID (leaf 0x15/0x16, or another hypervisor's 0x40000010) when the
+ *     CPU reports it, cross-checked against the PIT or the ACPI PM timer
+ *     (calibrate.c), which also time the LAPIC timer; about 15 ms.
+ *  3. The calibration alone.
+ *  4. A guess (TSC_GUESS_HZ).  Never silent: tsc_guessed is set, the time
+ *     line says GUESSED, smp.time_source fails and every time figure of the
+ *     run carries tsc=guessed (figure_tags in steal.c).
  */
 #include "time.h"
 #include "acpi.h"
@@ -13,6 +22,7 @@
 #include "cpu.h"
 #include "irq.h"
 #include "kernel.h"
+#include "kvm.h"
 #include "trap.h"
 #include "x86.h"
 
@@ -27,6 +37,8 @@ uint64_t tsc_hz;
 uint64_t lapic_timer_hz;
 bool tsc_invariant;
 bool tsc_deadline_supported;
+bool tsc_guessed;
+const char *tsc_source = "none";
 static uint64_t tsc_boot;
 /* ns = tsc * ns_mult >> 32, tsc = ns * tsc_mult >> 24; preset for TSC_GUESS_HZ. */
 static uint64_t ns_mult = (NSEC_PER_SEC << TSC_NS_SHIFT) / TSC_GUESS_HZ;
@@ -231,10 +243,40 @@ static void set_tsc_hz(uint64_t hz)
 	tsc_mult = (hz << NS_TSC_SHIFT) / NSEC_PER_SEC;
 }
 
+/*
+ * Under KVM: the TSC rate the hypervisor states, 0 if it states none; the
+ * LAPIC timer's rate too when the leaf gives it (else *lapic_hz stays 0).
+ */
+static uint64_t hypervisor_tsc_hz(const char **src, const char **source, uint64_t *lapic_hz)
+{
+	uint32_t r[4];
+	uint64_t hz;
+
+	if (!kvm_detected())
+		return 0;
+	cpuid(0x40000000, 0, r);
+	if (r[0] >= 0x40000010 && r[0] < 0x40000100) {
+		cpuid(0x40000010, 0, r);
+		if (r[0]) {
+			*src = "the hypervisor's CPUID 0x40000010";
+			*source = "hypervisor-cpuid";
+			*lapic_hz = (uint64_t)r[1] * 1000;
+			return (uint64_t)r[0] * 1000;
+		}
+	}
+	hz = kvmclock_tsc_hz();
+	if (hz) {
+		*src = "kvmclock (the pvclock scale)";
+		*source = "kvmclock";
+	}
+	return hz;
+}
+
 void time_init(void)
 {
-	const char *cpuid_src = NULL, *ref = NULL;
-	uint64_t from_cpuid = cpuid_tsc_hz(&cpuid_src), measured = 0;
+	const char *cpuid_src = NULL, *ref = NULL, *hv_src = NULL;
+	uint64_t from_cpuid = 0, measured = 0, hv_lapic_hz = 0;
+	uint64_t from_hv = hypervisor_tsc_hz(&hv_src, &tsc_source, &hv_lapic_hz);
 	uint32_t r[4];
 	char mhz[32], lmhz[32];
 
@@ -248,24 +290,36 @@ void time_init(void)
 	tsc_deadline_supported = (r[2] & (1u << 24)) && apic_mode != APIC_MODE_NONE;
 
 	uint64_t lapic_fp = 0;
-	if (!tsc_calibrate(&ref, &measured, &lapic_fp))
-		measured = 0;
-
 	char how[160];
-	if (from_cpuid &&
-	    (!measured || (from_cpuid > measured ? from_cpuid - measured : measured - from_cpuid) <
-	                      measured / CPUID_AGREEMENT)) {
+	if (!from_hv) {
+		from_cpuid = cpuid_tsc_hz(&cpuid_src);
+		if (!tsc_calibrate(&ref, &measured, &lapic_fp))
+			measured = 0;
+	}
+	if (from_hv) {
+		set_tsc_hz(from_hv);
+		snprintf(how, sizeof(how), "from %s", hv_src);
+		/* LAPIC counts per TSC cycle, 32.32, from the leaf's bus rate. */
+		if (hv_lapic_hz && hv_lapic_hz < (1ull << 32))
+			lapic_fp = (hv_lapic_hz << 32) / from_hv;
+	} else if (from_cpuid && (!measured || (from_cpuid > measured ? from_cpuid - measured
+	                                                              : measured - from_cpuid) <
+	                                           measured / CPUID_AGREEMENT)) {
 		set_tsc_hz(from_cpuid);
+		tsc_source = "cpuid";
 		snprintf(how, sizeof(how), "from %s%s%s", cpuid_src,
 		         measured ? ", agrees with " : "", measured ? ref : "");
 	} else if (measured) {
 		set_tsc_hz(measured);
+		tsc_source = "calibrated";
 		print_mhz(mhz, sizeof(mhz), from_cpuid);
 		snprintf(how, sizeof(how), "calibrated against %s%s%s%s%s", ref,
 		         from_cpuid ? "; " : "", from_cpuid ? cpuid_src : "",
 		         from_cpuid ? " said " : "", from_cpuid ? mhz : "");
 	} else {
 		set_tsc_hz(TSC_GUESS_HZ);
+		tsc_source = "guessed";
+		tsc_guessed = true;
 		snprintf(how, sizeof(how), "GUESSED: no CPUID frequency, no PIT, no PM timer");
 	}
 	/* No reference source: time the LAPIC against the TSC we trust. */

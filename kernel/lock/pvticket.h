@@ -27,6 +27,7 @@ struct pv_lock {
 			uint16_t tail; /* bit 0: PV_SLOWPATH_FLAG */
 		};
 	};
+	int32_t holder; /* CPU of the last acquirer: a hint, see pvticket.c */
 	LOCK_META_FIELD
 };
 
@@ -40,9 +41,14 @@ struct pv_stats {
 	uint64_t halts;       /* arch_halt_if() calls */
 	uint64_t kicks;       /* arch_kick_cpu() calls made by unlock */
 	uint64_t flag_clears; /* unlocks that found the lock idle and cleared the flag */
+	uint64_t preempted;   /* waits cut short: the holder's vCPU was preempted */
 };
 
 extern unsigned int pv_spin_threshold; /* PV_SPIN_THRESHOLD; tests may lower it */
+/* Halt at once when the holder's vCPU is preempted (default on; tests compare). */
+extern bool pv_halt_on_preempted;
+/* How often (every this many spins, a power of 2) a waiter looks at the holder. */
+#define PV_PREEMPT_CHECK_SPINS 16u
 
 void pv_lock_init(struct pv_lock *l);
 void pv_lock(struct pv_lock *l);

@@ -431,12 +431,6 @@ static int64_t timer_error_ns(bool deadline, uint64_t ns)
 	local_irq_restore(flags);
 	/* A host stall of 100+ ms happens under vCPU overcommit: only 1 s is "never". */
 	bool ok = spin_until(lapic_timer_fired(me, &fired_tsc) != n0, ns + 1000 * NSEC_PER_MSEC);
-	/*
-	 * Read the time again: the interrupt may have come between the loop's
-	 * read of the time and of the count (the one-shot fires once, so now
-	 * both are its own).  Virtual time lands it there every run.
-	 */
-	lapic_timer_fired(me, &fired_tsc);
 	timer_cpu_init();
 	if (!ok)
 		return INT64_MAX;
@@ -550,6 +544,35 @@ KTEST(smp, tsc_vs_pm_timer, .timeout_ms = 5000)
 	kt_metric("smp.tsc_vs_pm_timer_ppm", ppm, "ppm", extra);
 	/* 0.1%: far beyond a sound calibration, far below a broken one. */
 	KT_EXPECT_LE(ppm < 0 ? -ppm : ppm, 1000);
+}
+
+/* ---- Where the TSC rate came from: with a guessed one every ns figure is wrong. */
+
+static void check_time_source(const char *source, bool guessed)
+{
+	kprintf("  # time: TSC source %s, %lu.%03lu MHz\n", source, tsc_hz / 1000000,
+	        tsc_hz % 1000000 / 1000);
+	if (guessed)
+		kt_fail(__FILE__, __LINE__,
+		        "TSC rate guessed (source %s): every ns figure of this run is wrong "
+		        "(they carry tsc=guessed)",
+		        source);
+}
+
+KTEST(smp, time_source, .timeout_ms = 2000)
+{
+	char extra[48];
+
+	check_time_source(tsc_source, tsc_guessed);
+	snprintf(extra, sizeof(extra), "source=%s", tsc_source);
+	kt_metric("smp.tsc_mhz", (long long)(tsc_hz / 1000000), "MHz", extra);
+}
+
+/* The same check, handed a guessed rate: it must report not ok. */
+KTEST(smp, time_source_guessed, .timeout_ms = 2000, .flags = KT_XFAIL,
+      .reason = "a guessed TSC rate fails smp.time_source")
+{
+	check_time_source("guessed", true);
 }
 
 /* An idle CPU's NMI dump names where it sleeps. */
