@@ -35,7 +35,9 @@
  *   spin_threshold  PV types: set the spins before halting and return the
  *               old value (tests lower it so that waiters halt and are kicked);
  *   stat        the instance's LOCK_STAT figures (NULL: none kept); the
- *               torture checks that they count every acquisition.
+ *               torture checks that they count every acquisition;
+ *   pv_counts   PV types: halts and kicks of all instances so far (the
+ *               overcommit test checks that both happened).
  * lock_type_find() looks a type up by name, lock_type_count() counts them.
  */
 #ifndef LOCKLAB_LOCK_REGISTRY_H
@@ -74,6 +76,7 @@ struct lock_type {
 	const char *pv_of;
 	unsigned (*spin_threshold)(unsigned spins);
 	const struct lock_stat *(*stat)(const void *lock);
+	void (*pv_counts)(uint64_t *halts, uint64_t *kicks);
 };
 
 #define LOCK_TYPE_REGISTER(desc)                                  \

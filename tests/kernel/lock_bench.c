@@ -1,12 +1,14 @@
 /*
- * The `lock` suite, part 3: figures (KT_BENCH: run only with bench=1).
+ * The `lock` suite, part 3: figures (KT_BENCH: run only with bench=1), for
+ * every registered lock type (kernel/lock/registry.h) but the broken ones;
+ * reader-writer types by their writer side, plus <type>_read/_write costs.
  *
  *   lock.<type>.uncontended_cycles   lock + unlock on one CPU, best batch
  *   lock.<type>.uncontended_floor_x1000  the same over a lone `lock xadd` (floor_xadd)
  *   lock.<type>.throughput           ops/ms with 1..N CPUs contending
  *   lock.<type>.wait                 hist block of acquisition waits, all CPUs
  *   lock.<type>.fairness_ratio_x1000 max/min acquisitions per CPU in that run
- *   lock.pvticket.throughput ... threshold=T   the PV spin threshold swept
+ *   lock.<pv type>.throughput_by_threshold ... threshold=T   its spin threshold swept
  *   lock.multilock_{sorted,global}.cycles      cost of taking k locks at once
  *   lock.multilock_{sorted,global}.throughput  ops/ms by CPUs and lock count
  *
@@ -24,15 +26,7 @@
 #define UNC_OPS 1000
 #define UNC_BATCHES 7
 
-static struct tas_lock b_tas __cacheline_aligned;
-static struct ticket_lock b_ticket __cacheline_aligned;
 static spinlock_t b_spin __cacheline_aligned;
-static raw_spinlock_t b_raw __cacheline_aligned;
-static struct brk_lock b_brk __cacheline_aligned;
-static struct pv_lock b_pv __cacheline_aligned;
-static struct mcs_lock b_mcs __cacheline_aligned;
-static struct mcs_node b_node;
-static rwlock_t b_rw __cacheline_aligned;
 static seqlock_t b_seq __cacheline_aligned;
 
 /*
@@ -82,54 +76,69 @@ static void unc_floor_metric(const char *name, uint64_t best)
 		unc_floor_metric(name, best);                                                \
 	} while (0)
 
+/* The types the figures cover: every one but the deliberately broken. */
+static bool bench_type(const struct lock_type *t)
+{
+	return !lt_broken(t);
+}
+
+/* The measuring loop around an indirect call that does nothing: what a type's call costs. */
+static void nop_op(void *l)
+{
+	(void)l;
+}
+static void (*volatile nop_fn)(void *) = nop_op;
+
 KTEST(lock, bench_uncontended, .flags = KT_BENCH, .timeout_ms = 10000)
 {
+	const struct lock_type *t;
+	char name[48];
 	unsigned long flags;
 	unsigned seq;
+	struct lt_lock lk;
 
-	tas_lock_init(&b_tas);
-	ticket_lock_init(&b_ticket);
 	spin_lock_init(&b_spin);
-	raw_spin_lock_init(&b_raw);
-	brk_lock_init(&b_brk);
-	pv_lock_init(&b_pv);
-	mcs_lock_init(&b_mcs);
-	rwlock_init(&b_rw);
 	seqlock_init(&b_seq);
 
 	UNCONTENDED("floor_xadd", floor_xadd(), (void)0);
-	UNCONTENDED("tas", tas_lock(&b_tas), tas_unlock(&b_tas));
-	UNCONTENDED("ticket", ticket_lock(&b_ticket), ticket_unlock(&b_ticket));
-	UNCONTENDED("spinlock", spin_lock(&b_spin), spin_unlock(&b_spin));
+	for_each_lock_type(t, pp) {
+		if (!bench_type(t) || !lt_use(&lk, t, 0))
+			continue;
+		void *l = lk.l;
+
+		if (t->props & LOCK_PROP_RW) {
+			snprintf(name, sizeof(name), "%s_read", t->name);
+			UNCONTENDED(name, t->read_lock(l), t->read_unlock(l));
+			snprintf(name, sizeof(name), "%s_write", t->name);
+			UNCONTENDED(name, t->lock(l), t->unlock(l));
+		} else {
+			UNCONTENDED(t->name, t->lock(l), t->unlock(l));
+		}
+	}
+	/* Not lock types of their own: spinlock_t's irqsave form, the seqlock's two sides. */
 	UNCONTENDED("spinlock_irqsave", spin_lock_irqsave(&b_spin, flags),
 	            spin_unlock_irqrestore(&b_spin, flags));
-	UNCONTENDED("raw_spinlock", raw_spin_lock(&b_raw), raw_spin_unlock(&b_raw));
-	UNCONTENDED("breakable", brk_lock(&b_brk), brk_unlock(&b_brk));
-	UNCONTENDED("pvticket", pv_lock(&b_pv), pv_unlock(&b_pv));
-	UNCONTENDED("mcs", mcs_spin_lock(&b_mcs), mcs_spin_unlock(&b_mcs));
-	UNCONTENDED("mcs_node", mcs_lock(&b_mcs, &b_node), mcs_unlock(&b_mcs, &b_node));
-	UNCONTENDED("rwlock_read", read_lock(&b_rw), read_unlock(&b_rw));
-	UNCONTENDED("rwlock_write", write_lock(&b_rw), write_unlock(&b_rw));
 	UNCONTENDED("seqlock_read", seq = read_seqbegin(&b_seq), (void)read_seqretry(&b_seq, seq));
 	UNCONTENDED("seqlock_write", write_seqlock(&b_seq), write_sequnlock(&b_seq));
-	/* The baseline: the measuring loop alone. */
+	/* The baselines: the measuring loop alone, and with the two calls a type makes. */
 	UNCONTENDED("none", (void)0, (void)0);
+	UNCONTENDED("none_call", nop_fn(NULL), nop_fn(NULL));
 }
 
 /* ---- Contended throughput, 1..N CPUs. */
 
 #define THR_MS 150
-static const char *const thr_types[] = {"tas", "ticket", "mcs", "pvticket"};
 
-/* ops/ms x1000 of `name` on CPUs 0..n-1. */
-static uint64_t throughput(const char *name, int n, uint64_t ms)
+/* ops/ms x1000 of `t` on CPUs 0..n-1. */
+static uint64_t throughput(const struct lock_type *t, int n, uint64_t ms)
 {
-	const struct lt_type *t = lt_type(name);
+	static struct lt_lock lk;
 
-	t->init();
+	if (!lt_use(&lk, t, 0))
+		return 0;
 	lt_xs.counter = 0;
 	lt_xs.owner = 0;
-	lt_prepare(&lt, lt_exclusion_body, (void *)t, ms);
+	lt_prepare(&lt, lt_exclusion_body, &lk, ms);
 	if (!lt_run_cpus(&lt, n, RUN_TIMEOUT_MS))
 		return 0;
 	KT_EXPECT_EQ(lt_exclusion_fails(&lt, n), 0);
@@ -139,54 +148,83 @@ static uint64_t throughput(const char *name, int n, uint64_t ms)
 /* The PV lock's waiters halt after about this long (see lock_latency.c). */
 #define PV_SPIN_NS 2000
 
-KTEST(lock, bench_throughput, .flags = KT_BENCH, .timeout_ms = 60000)
+/* Sets every PV type's spin threshold to `spins` (0: back to what it was). */
+static void pv_thresholds(unsigned spins)
 {
-	unsigned saved = pv_spin_threshold, threshold = lt_pv_threshold_for_ns(PV_SPIN_NS);
+	static unsigned saved[64];
+	const struct lock_type *t;
+	int i = 0;
+
+	for_each_lock_type(t, pp) {
+		if (t->spin_threshold && i < (int)ARRAY_SIZE(saved)) {
+			if (spins)
+				saved[i] = t->spin_threshold(spins);
+			else
+				t->spin_threshold(saved[i]);
+		}
+		i++;
+	}
+}
+
+KTEST(lock, bench_throughput, .flags = KT_BENCH, .timeout_ms = 180000)
+{
+	unsigned threshold = lt_pv_threshold_for_ns(PV_SPIN_NS);
 	int ncpu = num_online_cpus();
+	const struct lock_type *t;
 	char extra[64], row[256];
 
-	kprintf("# lock: throughput in ops/ms, CPUs 1..%d across (host_cpus=%d, pvticket "
+	kprintf("# lock: throughput in ops/ms, CPUs 1..%d across (host_cpus=%d, PV "
 	        "threshold=%u)\n",
 	        ncpu, config.host_cpus, threshold);
-	pv_spin_threshold = threshold;
-	for (size_t i = 0; i < ARRAY_SIZE(thr_types); i++) {
-		int len = snprintf(row, sizeof(row), "# %-9s", thr_types[i]);
+	pv_thresholds(threshold);
+	for_each_lock_type(t, pp) {
+		if (!bench_type(t))
+			continue;
+		int len = snprintf(row, sizeof(row), "# %-12s", t->name);
 
 		for (int n = 1; n <= ncpu && !kt_failed(); n++) {
-			uint64_t v = throughput(thr_types[i], n, THR_MS);
+			uint64_t v = throughput(t, n, THR_MS);
 
 			snprintf(extra, sizeof(extra), "cpus=%d %s", n, LT_DEBUG_TAG);
-			lt_metric_x1000(thr_types[i], "throughput", v, "ops/ms", extra);
+			lt_metric_x1000(t->name, "throughput", v, "ops/ms", extra);
 			if (len < (int)sizeof(row) - 12)
 				len += snprintf(row + len, sizeof(row) - len, " %7lu.%lu", v / 1000,
 				                v % 1000 / 100);
 		}
 		kprintf("%s\n", row);
 	}
-	pv_spin_threshold = saved;
+	pv_thresholds(0);
 }
 
-/* The PV lock on all CPUs as its spin threshold grows, the ticket lock for reference. */
-KTEST(lock, bench_pv_threshold, .flags = KT_BENCH, .min_cpus = 2, .timeout_ms = 30000)
+/* Each PV type on all CPUs as its spin threshold grows, its non-PV counterpart for reference. */
+KTEST(lock, bench_pv_threshold, .flags = KT_BENCH, .min_cpus = 2, .timeout_ms = 60000)
 {
 	static const unsigned thresholds[] = {16, 64, 256, 1024, 4096, PV_SPIN_THRESHOLD};
-	unsigned saved = pv_spin_threshold;
+	const struct lock_type *t, *base;
 	int n = num_online_cpus();
 	char extra[96];
 	uint64_t v;
 
-	v = throughput("ticket", n, 2 * THR_MS);
-	snprintf(extra, sizeof(extra), "cpus=%d host_cpus=%d %s", n, config.host_cpus,
-	         LT_DEBUG_TAG);
-	lt_metric_x1000("ticket", "throughput_all_cpus", v, "ops/ms", extra);
-	for (size_t i = 0; i < ARRAY_SIZE(thresholds); i++) {
-		pv_spin_threshold = thresholds[i];
-		v = throughput("pvticket", n, 2 * THR_MS);
-		snprintf(extra, sizeof(extra), "cpus=%d host_cpus=%d threshold=%u %s", n,
-		         config.host_cpus, thresholds[i], LT_DEBUG_TAG);
-		lt_metric_x1000("pvticket", "throughput_by_threshold", v, "ops/ms", extra);
+	for_each_lock_type(t, pp) {
+		if (!(t->props & LOCK_PROP_PV) || !t->spin_threshold || !bench_type(t))
+			continue;
+		base = lock_type_pv_base(t);
+		if (base) {
+			v = throughput(base, n, 2 * THR_MS);
+			snprintf(extra, sizeof(extra), "cpus=%d host_cpus=%d %s", n,
+			         config.host_cpus, LT_DEBUG_TAG);
+			lt_metric_x1000(base->name, "throughput_all_cpus", v, "ops/ms", extra);
+		}
+		unsigned saved = t->spin_threshold(thresholds[0]);
+		for (size_t i = 0; i < ARRAY_SIZE(thresholds); i++) {
+			t->spin_threshold(thresholds[i]);
+			v = throughput(t, n, 2 * THR_MS);
+			snprintf(extra, sizeof(extra), "cpus=%d host_cpus=%d threshold=%u %s", n,
+			         config.host_cpus, thresholds[i], LT_DEBUG_TAG);
+			lt_metric_x1000(t->name, "throughput_by_threshold", v, "ops/ms", extra);
+		}
+		t->spin_threshold(saved);
 	}
-	pv_spin_threshold = saved;
 }
 
 /* ---- Wait histograms and fairness under saturation, all CPUs. */
@@ -197,37 +235,38 @@ static struct hist wait_hist;
 
 static void wait_body(struct lt_run *r, int cpu, struct lt_pcpu *pc)
 {
-	const struct lt_type *t = r->ctx;
+	const struct lt_lock *lk = r->ctx;
 
 	while (!lt_over(r)) {
 		uint64_t t0 = rdtsc_ordered();
 
-		t->lock(cpu);
+		lt_acquire(lk);
 		hist_record(&wait_hist, cpu, tsc_to_ns(rdtsc_ordered() - t0));
 		lt_exclusive_section(cpu, pc);
-		t->unlock(cpu);
+		lt_release(lk);
 		pc->ops++;
 		lt_spin(lt_rand(pc) % 8);
 	}
 }
 
-KTEST(lock, bench_wait, .flags = KT_BENCH, .timeout_ms = 30000)
+KTEST(lock, bench_wait, .flags = KT_BENCH, .timeout_ms = 60000)
 {
-	static const char *const types[] = {"tas", "ticket", "mcs", "pvticket", "breakable"};
 	static char path[48];
+	static struct lt_lock lk;
+	const struct lock_type *t;
 	char extra[96];
 
-	for (size_t i = 0; i < ARRAY_SIZE(types); i++) {
-		const struct lt_type *t = lt_type(types[i]);
+	for_each_lock_type(t, pp) {
 		struct lt_counts c;
 
-		snprintf(path, sizeof(path), "lock.%s.wait", types[i]);
+		if (!bench_type(t) || !lt_use(&lk, t, 0))
+			continue;
+		snprintf(path, sizeof(path), "lock.%s.wait", t->name);
 		/* 2 us buckets up to 10 ms: a hand-over on an emulated CPU takes microseconds. */
 		hist_init(&wait_hist, path, "ns", HIST_LINEAR, 2000, 5000);
-		t->init();
 		lt_xs.counter = 0;
 		lt_xs.owner = 0;
-		lt_prepare(&lt, wait_body, (void *)t, WAIT_MS);
+		lt_prepare(&lt, wait_body, &lk, WAIT_MS);
 		if (!lt_run_cpus(&lt, 0, RUN_TIMEOUT_MS))
 			return;
 		KT_EXPECT_EQ(lt_exclusion_fails(&lt, lt.ncpus), 0);
@@ -235,12 +274,12 @@ KTEST(lock, bench_wait, .flags = KT_BENCH, .timeout_ms = 30000)
 		c = LT_COUNT(&lt, lt.ncpus, ops);
 		snprintf(extra, sizeof(extra), "cpus=%d acquisitions=%lu %s", lt.ncpus, c.total,
 		         LT_DEBUG_TAG);
-		lt_metric(types[i], "fairness_ratio_x1000", (long long)lt_ratio_x1000(c.max, c.min),
+		lt_metric(t->name, "fairness_ratio_x1000", (long long)lt_ratio_x1000(c.max, c.min),
 		          "x1000", extra);
-		lt_metric(types[i], "wait_ns.p50", (long long)hist_percentile(&wait_hist, 500),
-		          "ns", extra);
-		lt_metric(types[i], "wait_ns.p99", (long long)hist_percentile(&wait_hist, 990),
-		          "ns", extra);
+		lt_metric(t->name, "wait_ns.p50", (long long)hist_percentile(&wait_hist, 500), "ns",
+		          extra);
+		lt_metric(t->name, "wait_ns.p99", (long long)hist_percentile(&wait_hist, 990), "ns",
+		          extra);
 	}
 }
 

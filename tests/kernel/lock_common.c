@@ -1,224 +1,82 @@
 /*
- * The `lock` suite's shared machinery (see lock_common.h): the primitives
- * table, the all-CPUs runner and the reporting functions.
+ * The `lock` suite's shared machinery (see lock_common.h): instances of the
+ * registered lock types, per-type results, the all-CPUs runner and the
+ * reporting functions.
  */
 #include "lock_common.h"
-#include "kvm.h"
 
 /* How long a CPU waits for the others to arrive before the run is abandoned. */
 #define LT_ARRIVE_TIMEOUT_NS (3 * NSEC_PER_SEC)
 
 struct lt_run lt;
 
-/* ---- The primitives, each lock on cache lines of its own. */
+/* ---- Instances of the registered types, each on cache lines of its own. */
 
-static struct tas_lock ty_tas __cacheline_aligned;
-static struct ticket_lock ty_ticket __cacheline_aligned;
-static spinlock_t ty_spin __cacheline_aligned;
-static raw_spinlock_t ty_raw __cacheline_aligned;
-static struct brk_lock ty_brk __cacheline_aligned;
-static struct pv_lock ty_pv __cacheline_aligned;
-static struct mcs_lock ty_mcs __cacheline_aligned;
-static struct mcs_lock ty_mcs_node __cacheline_aligned;
-static struct mcs_node ty_nodes[MAX_CPUS];
-static unsigned long ty_flags[MAX_CPUS];
+static uint8_t lt_store[LT_SLOTS][LT_LOCK_BYTES] __cacheline_aligned;
+static char lt_names[LT_SLOTS][48];
 
-/* CPUs holding or waiting for a ticket lock word: tail - head (tickets advance by `step`). */
-static int ticket_word_queue(const uint32_t *word, unsigned step)
+bool lt_use(struct lt_lock *lk, const struct lock_type *t, int slot)
 {
-	uint32_t v = __atomic_load_n(word, __ATOMIC_RELAXED);
-
-	return (uint16_t)(((uint16_t)(v >> 16) & ~(step - 1)) - (uint16_t)v) / step;
-}
-
-static void tas_init(void)
-{
-	tas_lock_init(&ty_tas);
-	lock_set_name(&ty_tas, "lock.tas");
-}
-static void tas_lk(int cpu)
-{
-	(void)cpu;
-	tas_lock(&ty_tas);
-}
-static void tas_ulk(int cpu)
-{
-	(void)cpu;
-	tas_unlock(&ty_tas);
+	lk->t = t;
+	lk->l = lt_store[slot];
+	if (t->size > LT_LOCK_BYTES) {
+		kt_fail(__FILE__, __LINE__, "lock type %s: an instance takes %zu bytes, over %d",
+		        t->name, t->size, LT_LOCK_BYTES);
+		return false;
+	}
+	memset(lt_store[slot], 0, t->size);
+	snprintf(lt_names[slot], sizeof(lt_names[slot]), "lock.%s", t->name);
+	t->init(lk->l, lt_names[slot]);
+	return true;
 }
 
-static void ticket_init(void)
+/* ---- Per-type results (nested KTAP, one level below the test's). */
+
+void lt_sub_begin(struct lt_sub *s, int n)
 {
-	ticket_lock_init(&ty_ticket);
-	lock_set_name(&ty_ticket, "lock.ticket");
-}
-static void ticket_lk(int cpu)
-{
-	(void)cpu;
-	ticket_lock(&ty_ticket);
-}
-static void ticket_ulk(int cpu)
-{
-	(void)cpu;
-	ticket_unlock(&ty_ticket);
-}
-static int ticket_queue(int cpu)
-{
-	(void)cpu;
-	return ticket_word_queue(&ty_ticket.val, 1);
+	s->n = n;
+	s->index = 0;
+	s->failed = false;
+	kprintf("    KTAP version 1\n    1..%d\n", n);
 }
 
-static void spin_init(void)
+void lt_sub_fail(struct lt_sub *s, const struct lock_type *t, const char *fmt, ...)
 {
-	spin_lock_init(&ty_spin);
-	lock_set_name(&ty_spin.rlock.tl, "lock.spinlock");
-}
-static void spin_lk(int cpu)
-{
-	(void)cpu;
-	spin_lock(&ty_spin);
-}
-static void spin_ulk(int cpu)
-{
-	(void)cpu;
-	spin_unlock(&ty_spin);
-}
-static int spin_queue(int cpu)
-{
-	(void)cpu;
-	return ticket_word_queue(&ty_spin.rlock.tl.val, 1);
+	char msg[160];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	kprintf("    # %s: %s\n", t->name, msg);
+	s->failed = true;
 }
 
-/* raw_spinlock_t through its irqsave form: the waiter spins with interrupts off. */
-const struct lock_stat *lt_spinlock_stat(void)
+void lt_sub_end(struct lt_sub *s, const struct lock_type *t, const char *skip)
 {
-	return spin_lock_stat(&ty_spin);
-}
+	int i = ++s->index;
 
-static void raw_init(void)
-{
-	raw_spin_lock_init(&ty_raw);
-	lock_set_name(&ty_raw.tl, "lock.raw_spinlock");
-}
-static void raw_lk(int cpu)
-{
-	unsigned long flags;
-
-	raw_spin_lock_irqsave(&ty_raw, flags);
-	ty_flags[cpu] = flags;
-}
-static void raw_ulk(int cpu)
-{
-	raw_spin_unlock_irqrestore(&ty_raw, ty_flags[cpu]);
-}
-static int raw_queue(int cpu)
-{
-	(void)cpu;
-	return ticket_word_queue(&ty_raw.tl.val, 1);
-}
-
-static void brk_init(void)
-{
-	brk_lock_init(&ty_brk);
-	lock_set_name(&ty_brk.tl, "lock.breakable");
-}
-static void brk_lk(int cpu)
-{
-	(void)cpu;
-	brk_lock(&ty_brk);
-}
-static void brk_ulk(int cpu)
-{
-	(void)cpu;
-	brk_unlock(&ty_brk);
-}
-static int brk_queue(int cpu)
-{
-	(void)cpu;
-	return ticket_word_queue(&ty_brk.tl.val, 1);
-}
-
-static void pv_init(void)
-{
-	pv_lock_init(&ty_pv);
-	lock_set_name(&ty_pv, "lock.pvticket");
-}
-static void pv_lk(int cpu)
-{
-	(void)cpu;
-	pv_lock(&ty_pv);
-}
-static void pv_ulk(int cpu)
-{
-	(void)cpu;
-	pv_unlock(&ty_pv);
-}
-static int pv_queue(int cpu)
-{
-	(void)cpu;
-	return ticket_word_queue(&ty_pv.val, PV_TICKET_INC);
-}
-
-/* MCS with this CPU's own nodes (mcs_spin_lock) ... */
-static void mcs_init(void)
-{
-	mcs_lock_init(&ty_mcs);
-	lock_set_name(&ty_mcs, "lock.mcs");
-}
-static void mcs_lk(int cpu)
-{
-	(void)cpu;
-	mcs_spin_lock(&ty_mcs);
-}
-static void mcs_ulk(int cpu)
-{
-	(void)cpu;
-	mcs_spin_unlock(&ty_mcs);
-}
-
-/* ... and with nodes the caller provides. */
-static void mcs_node_init(void)
-{
-	mcs_lock_init(&ty_mcs_node);
-	lock_set_name(&ty_mcs_node, "lock.mcs_node");
-}
-static void mcs_node_lk(int cpu)
-{
-	mcs_lock(&ty_mcs_node, &ty_nodes[cpu]);
-}
-static void mcs_node_ulk(int cpu)
-{
-	mcs_unlock(&ty_mcs_node, &ty_nodes[cpu]);
-}
-/* From the holder's node along the queue (waiters link themselves in, then spin). */
-static int mcs_node_queue(int cpu)
-{
-	const struct mcs_node *n = &ty_nodes[cpu];
-	int len = 1;
-
-	while (len <= MAX_CPUS && (n = __atomic_load_n(&n->next, __ATOMIC_ACQUIRE)))
-		len++;
-	return len;
-}
-
-const struct lt_type lt_types[] = {
-    {"tas", tas_init, tas_lk, tas_ulk, NULL},
-    {"ticket", ticket_init, ticket_lk, ticket_ulk, ticket_queue},
-    {"spinlock", spin_init, spin_lk, spin_ulk, spin_queue},
-    {"raw_spinlock", raw_init, raw_lk, raw_ulk, raw_queue},
-    {"breakable", brk_init, brk_lk, brk_ulk, brk_queue},
-    {"pvticket", pv_init, pv_lk, pv_ulk, pv_queue},
-    {"mcs", mcs_init, mcs_lk, mcs_ulk, NULL},
-    {"mcs_node", mcs_node_init, mcs_node_lk, mcs_node_ulk, mcs_node_queue},
-};
-const int lt_ntypes = ARRAY_SIZE(lt_types);
-
-const struct lt_type *lt_type(const char *name)
-{
-	for (int i = 0; i < lt_ntypes; i++)
-		if (strcmp(lt_types[i].name, name) == 0)
-			return &lt_types[i];
-	panic("lock tests: no lock type %s", name);
+	if (skip && !s->failed) {
+		kprintf("    ok %d %s # SKIP %s\n", i, t->name, skip);
+	} else if (lt_broken(t)) {
+		if (s->failed) {
+			kprintf("    ok %d %s # XFAIL deliberately broken: %s\n", i, t->name,
+			        t->origin ? t->origin : "");
+		} else {
+			kprintf(
+			    "    # %s: the deliberate failure did not happen: this check cannot "
+			    "fail\n",
+			    t->name);
+			kprintf("    not ok %d %s\n", i, t->name);
+			kt_fail(__FILE__, __LINE__, "broken lock type %s passed", t->name);
+		}
+	} else if (s->failed) {
+		kprintf("    not ok %d %s\n", i, t->name);
+		kt_fail(__FILE__, __LINE__, "lock type %s failed", t->name);
+	} else {
+		kprintf("    ok %d %s\n", i, t->name);
+	}
+	s->failed = false;
 }
 
 /* ---- The runner. */
@@ -308,12 +166,12 @@ struct lt_shared lt_xs;
 
 void lt_exclusion_body(struct lt_run *r, int cpu, struct lt_pcpu *pc)
 {
-	const struct lt_type *t = r->ctx;
+	const struct lt_lock *lk = r->ctx;
 
 	while (!lt_over(r)) {
-		t->lock(cpu);
+		lt_acquire(lk);
 		lt_exclusive_section(cpu, pc);
-		t->unlock(cpu);
+		lt_release(lk);
 		pc->ops++;
 		lt_spin(lt_rand(pc) % 8);
 	}
@@ -395,9 +253,6 @@ void lt_metric(const char *name, const char *what, long long v, const char *unit
 void lt_metric_x1000(const char *name, const char *what, uint64_t v_x1000, const char *unit,
                      const char *extra)
 {
-	char tags[64]; /* tsc=guessed, steal_ns= (kvm.h) */
-
-	figure_tags(tags, sizeof(tags), unit);
-	kprintf("# metric: lock.%s.%s %lu.%03lu %s%s%s%s\n", name, what, v_x1000 / 1000,
-	        v_x1000 % 1000, unit, extra && *extra ? " " : "", extra ? extra : "", tags);
+	kprintf("# metric: lock.%s.%s %lu.%03lu %s%s%s\n", name, what, v_x1000 / 1000,
+	        v_x1000 % 1000, unit, extra && *extra ? " " : "", extra ? extra : "");
 }

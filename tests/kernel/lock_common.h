@@ -1,7 +1,7 @@
 /*
  * Shared by the `lock` suite's files (lock_torture.c, lock_latency.c,
- * lock_bench.c): a table of the lock primitives behind one lock/unlock
- * interface, a runner that starts a body on the first N CPUs at the same
+ * lock_bench.c, lock_pv.c, lock_irq.c): instances of the registered lock
+ * types and per-type KTAP results, a runner that starts a body on the first N CPUs at the same
  * moment and stops it at a deadline, per-CPU counters, and the torture and
  * fairness reporting.
  */
@@ -25,6 +25,7 @@
  */
 #define cpu_relax lock_arch_cpu_relax
 #include "lock/broken.h"
+#include "lock/registry.h"
 #include "lock/spinlock.h"
 #undef cpu_relax
 
@@ -98,26 +99,62 @@ static inline void lt_spin(unsigned n)
 		cpu_relax();
 }
 
-/* ---- The primitives behind one interface (mutual exclusion only). */
+/*
+ * ---- The lock types: every one registered in kernel/lock/ (registry.h),
+ * none named here.  A suite picks the types it wants by their properties and
+ * runs one instance of each at a time.
+ */
 
-struct lt_type {
-	const char *name;
-	void (*init)(void);
-	void (*lock)(int cpu);
-	void (*unlock)(int cpu);
-	/*
-	 * FIFO locks: how many CPUs hold or wait for the lock, read from the
-	 * lock itself by the holder `cpu`; NULL for TAS (no queue) and for
-	 * MCS with per-CPU nodes (a queue the caller cannot see).
-	 */
-	int (*queue_len)(int cpu);
+/* A registered type and an instance of it. */
+struct lt_lock {
+	const struct lock_type *t;
+	void *l;
 };
 
-extern const struct lt_type lt_types[];
-extern const int lt_ntypes;
-const struct lt_type *lt_type(const char *name);
-/* LOCK_STAT figures of the table's spinlock_t (NULL without LOCK_STAT). */
-const struct lock_stat *lt_spinlock_stat(void);
+/* Room for one instance, and how many instances the suites use at once. */
+#define LT_LOCK_BYTES 65536
+#define LT_SLOTS 2
+
+/*
+ * Initialise instance `slot` of `t` (named lock.<type>) into *lk.  False,
+ * with a test failure, if the type's instance does not fit LT_LOCK_BYTES.
+ */
+bool lt_use(struct lt_lock *lk, const struct lock_type *t, int slot);
+
+static inline void lt_acquire(const struct lt_lock *lk)
+{
+	lk->t->lock(lk->l);
+}
+static inline void lt_release(const struct lt_lock *lk)
+{
+	lk->t->unlock(lk->l);
+}
+static inline bool lt_broken(const struct lock_type *t)
+{
+	return t->props & LOCK_PROP_BROKEN;
+}
+
+/*
+ * Per-type results inside one test, as a nested KTAP list:
+ *     lt_sub_begin(&s, n);  ...  lt_sub_end(&s, t, skip);  (once per type)
+ * A failing type is `not ok` and fails the test; a LOCK_PROP_BROKEN type is
+ * expected to fail (XFAIL) and is `not ok` when it does not.  The tests
+ * print a `# lock: <type>: ...` line for each failure through lt_sub_fail.
+ */
+struct lt_sub {
+	int n, index;
+	bool failed;
+};
+void lt_sub_begin(struct lt_sub *s, int n);
+void lt_sub_fail(struct lt_sub *s, const struct lock_type *t, const char *fmt, ...) __printf(3, 4);
+/* Closes the type's entry: ok, not ok, XFAIL or (skip != NULL) SKIP. */
+void lt_sub_end(struct lt_sub *s, const struct lock_type *t, const char *skip);
+
+/* LOCK_STAT figures of an instance (NULL when the type keeps none). */
+static inline const struct lock_stat *lt_stat(const struct lt_lock *lk)
+{
+	return lk->t->stat ? lk->t->stat(lk->l) : NULL;
+}
 
 /* ---- The exclusive critical section the torture and throughput runs share. */
 
@@ -146,7 +183,7 @@ static inline void lt_exclusive_section(int cpu, struct lt_pcpu *pc)
 	WRITE_ONCE(lt_xs.owner, 0);
 }
 
-/* r->ctx is a struct lt_type: lock, section, unlock, a short random pause; counts in ops. */
+/* r->ctx is a struct lt_lock: lock, section, unlock, a short random pause; counts in ops. */
 void lt_exclusion_body(struct lt_run *r, int cpu, struct lt_pcpu *pc);
 /* Violations of the last exclusion run on n CPUs: probe hits plus lost (or extra) updates. */
 uint64_t lt_exclusion_fails(const struct lt_run *r, int n);

@@ -23,8 +23,8 @@ LOCKS_BENCH_ARGS ?=
 
 LOCKS_SRCS      := $(wildcard $(LOCKS_DIR)/*.c)
 LOCKS_HDRS      := $(wildcard $(LOCKS_DIR)/*.h)
-LOCKS_TEST_SRCS := $(addprefix $(LOCKS_TDIR)/,torture.c torture_excl.c torture_brk.c \
-                   torture_rw.c torture_child.c torture_bench.c)
+# Every torture*.c: a file of tests registers them itself (HOST_TEST, torture.h).
+LOCKS_TEST_SRCS := $(sort $(wildcard $(LOCKS_TDIR)/torture*.c))
 LOCKS_TEST_HDRS := $(LOCKS_TDIR)/torture.h
 
 LOCKS_CFLAGS    := -std=gnu11 -Wall -Wextra -Werror -g -pthread -DLOCKLAB_HOST \

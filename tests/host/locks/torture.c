@@ -12,22 +12,25 @@
  *
  * Usage: locktorture [--threads=N] [--ms=N] [--plain=PATH] [--only=NAME] [--yield=N]
  *        locktorture --bench [--threads=N] [--ms=N]
- *        locktorture --child=recursion|timeout|broken   (used by the suite)
+ *        locktorture --child=recursion|timeout|type:NAME   (used by the suite)
  *
  * The suite prints KTAP (locktorture's statistics lines as diagnostics) and
  * exits 0 when every test passed.  What it checks:
- *   *_torture        N threads hammer one lock; a plain counter updated inside
- *                    must equal the number of acquisitions, and an occupancy
- *                    probe must never see two holders (Fail counts both).
- *   lockstat_ticket  LOCK_STAT saw every acquisition of the ticket run.
+ *   <type>_torture   for every lock type registered in kernel/lock/ (no list
+ *                    here; torture_excl.c): N threads hammer one lock; a plain
+ *                    counter updated inside must equal the number of
+ *                    acquisitions, and an occupancy probe must never see two
+ *                    holders (Fail counts both); PV types with their spin
+ *                    threshold lowered to 64 must really halt and be kicked;
+ *                    a broken type (non-TSan child, 10 runs) must be caught
+ *                    (XFAIL).
+ *   lockstat_ticket  LOCK_STAT saw every acquisition of a ticket lock run.
  *   brk_*_lost_zero  nested breakable locks with cond_resched_lock() (and the
  *                    contended variant): counts add up, breaks happen, and the
  *                    audit counts 0 lost break requests.
  *   brk_legacy_...   the 2.6 clearing-flag protocol: lost requests must be
  *                    caught (XFAIL).
- *   pvticket         threshold lowered to 64 spins: counts add up, and the
- *                    halt/kick slow path really ran.
- *   mcs              per-CPU nodes, caller nodes, nesting, out-of-order release.
+ *   mcs_nesting      per-CPU nodes, caller nodes, nesting, out-of-order release.
  *   rwlock           readers see the two fields a writer keeps equal; a waiting
  *                    writer refuses new readers and goes before a later reader.
  *   seqlock          readers never accept a torn pair; every write counted.
@@ -35,8 +38,8 @@
  *                    repeats) or global-first, mixed with single-lock users.
  *   debug_*          child processes must panic on recursion and on a spin
  *                    timeout, naming the lock, the holder, both backtraces.
- *   broken_lock_caught  the non-atomic ticket lock (non-TSan child) must be
- *                    caught with wrong counts in one of 10 runs (XFAIL).
+ *   HOST_TEST()s     tests of one algorithm's own property that other files
+ *                    register (torture.h), after the rest.
  * When threads outnumber host CPUs, spinners yield every 128 spins so that
  * FIFO locks make progress (--yield=0 turns that off).
  *
@@ -164,17 +167,14 @@ struct test {
 	struct result (*fn)(void);
 };
 
+/* The tests of no single lock type's torture; the types' come from the registry. */
 static const struct test tests[] = {
-    {"tas_torture", t_tas},
-    {"ticket_torture", t_ticket},
     {"lockstat_ticket", t_lockstat},
-    {"spin_lock_torture", t_spin},
-    {"brk_torture", t_brk},
+    {"spin_lock_api_torture", t_spin},
     {"brk_lockbreak_lost_zero", t_brk_lockbreak},
     {"brk_contended_lost_zero", t_brk_contended},
     {"brk_legacy_flag_loses_requests", t_brk_legacy},
-    {"pvticket_torture", t_pvticket},
-    {"mcs_torture", t_mcs},
+    {"mcs_nesting", t_mcs},
     {"rwlock_torture", t_rwlock},
     {"rwlock_writer_fair", t_rwlock_fair},
     {"seqlock_torture", t_seqlock},
@@ -182,8 +182,43 @@ static const struct test tests[] = {
     {"multi_global_torture", t_multi_global},
     {"debug_recursion_panics", t_debug_recursion},
     {"debug_spin_timeout_panics", t_debug_timeout},
-    {"broken_lock_caught", t_broken},
 };
+
+extern const struct host_test *const __start_host_tests[] __attribute__((weak));
+extern const struct host_test *const __stop_host_tests[] __attribute__((weak));
+
+/* One entry of the run: a listed test, a registered type's torture, or a HOST_TEST. */
+struct entry {
+	char name[80];
+	struct result (*fn)(void);
+	const struct lock_type *type;
+};
+
+#define MAX_ENTRIES 128
+static struct entry entries[MAX_ENTRIES];
+
+static int collect(void)
+{
+	const struct lock_type *t;
+	int n = 0;
+
+	for_each_lock_type(t, pp) {
+		if (n < MAX_ENTRIES) {
+			snprintf(entries[n].name, sizeof(entries[n].name), "%s_torture", t->name);
+			entries[n++].type = t;
+		}
+	}
+	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]) && n < MAX_ENTRIES; i++) {
+		snprintf(entries[n].name, sizeof(entries[n].name), "%s", tests[i].name);
+		entries[n++].fn = tests[i].fn;
+	}
+	for (const struct host_test *const *h = __start_host_tests;
+	     h && h < __stop_host_tests && n < MAX_ENTRIES; h++) {
+		snprintf(entries[n].name, sizeof(entries[n].name), "%s", (*h)->name);
+		entries[n++].fn = (*h)->fn;
+	}
+	return n;
+}
 
 static void on_alarm(int sig)
 {
@@ -197,7 +232,7 @@ static void on_alarm(int sig)
 
 static int suite_main(const char *only)
 {
-	int n = (int)(sizeof(tests) / sizeof(tests[0]));
+	int n = collect();
 	int pass = 0, fail = 0, skip = 0, num = 0;
 	int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -212,7 +247,7 @@ static int suite_main(const char *only)
 		int m = 0;
 
 		for (int i = 0; i < n; i++)
-			m += !strcmp(tests[i].name, only);
+			m += !strcmp(entries[i].name, only);
 		printf("1..%d\n", m);
 	} else {
 		printf("1..%d\n", n);
@@ -236,27 +271,27 @@ static int suite_main(const char *only)
 	for (int i = 0; i < n; i++) {
 		struct result r;
 
-		if (only && strcmp(tests[i].name, only))
+		if (only && strcmp(entries[i].name, only))
 			continue;
 		num++;
 		fflush(stdout);
-		r = tests[i].fn();
+		r = entries[i].type ? t_type(entries[i].type) : entries[i].fn();
 		switch (r.v) {
 		case PASS:
-			printf("ok %d %s\n", num, tests[i].name);
+			printf("ok %d %s\n", num, entries[i].name);
 			pass++;
 			break;
 		case XFAIL:
-			printf("ok %d %s # XFAIL %s\n", num, tests[i].name, r.why);
+			printf("ok %d %s # XFAIL %s\n", num, entries[i].name, r.why);
 			pass++;
 			break;
 		case SKIP:
-			printf("ok %d %s # SKIP %s\n", num, tests[i].name, r.why);
+			printf("ok %d %s # SKIP %s\n", num, entries[i].name, r.why);
 			skip++;
 			break;
 		default:
-			printf("# %s: %s\n", tests[i].name, r.why);
-			printf("not ok %d %s\n", num, tests[i].name);
+			printf("# %s: %s\n", entries[i].name, r.why);
+			printf("not ok %d %s\n", num, entries[i].name);
 			fail++;
 			break;
 		}

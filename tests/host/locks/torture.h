@@ -8,6 +8,7 @@
 #ifndef LOCKLAB_TESTS_HOST_LOCKS_TORTURE_H
 #define LOCKLAB_TESTS_HOST_LOCKS_TORTURE_H
 
+#include "registry.h"
 #include "spinlock.h"
 
 #include <pthread.h>
@@ -104,26 +105,50 @@ uint64_t excl_run(const struct excl_ops *ops, int ms, bool print);
 #define ML_LOCKS 16 /* the pool the multi-lock tests and the benchmark draw from */
 
 /* Locks the tests torture and the benchmark times. */
-extern struct tas_lock L_tas; /* torture_excl.c */
-extern struct ticket_lock L_ticket;
-extern struct pv_lock L_pv;
+extern struct ticket_lock L_ticket; /* torture_excl.c */
 extern struct mcs_lock L_mcs;
-extern struct brk_lock L_brk;
 extern spinlock_t L_spin;
 extern struct brk_lock B_a; /* torture_brk.c */
 extern rwlock_t RW;         /* torture_rw.c */
 extern seqlock_t SQ;
 extern uint64_t sq_a; /* what seqlock readers read */
 
+/* ---- every registered lock type (kernel/lock/registry.h) ---------------- */
+
+/*
+ * <type>_torture for each type, no list kept (torture_excl.c): the exclusion
+ * torture; with the type's own checks where its descriptor offers them
+ * (trylock and is_contended, LOCK_STAT counts, PV halts and kicks).  A
+ * LOCK_PROP_BROKEN type runs in a child of the plain build (a data race
+ * would stop TSan) and must be caught: XFAIL, or `not ok` if it is not.
+ */
+struct result t_type(const struct lock_type *t);
+/* Up to `runs` tortures of a broken type in this process; 0 when caught. */
+int broken_type_main(const char *name, int runs);
+/* torture_child.c: argv run with its output echoed as diagnostics; its exit status or -1. */
+int run_child_echo(char *const argv[], int timeout_ms);
+
+/*
+ * Tests of one algorithm's own property (the PV lock's kicks, a lock's
+ * audit) register themselves from any file, as the lock types do:
+ *     HOST_TEST("pvqspinlock_no_lost_kicks", t_pvq_kicks);
+ * They run after the per-type tortures, in link order.
+ */
+struct host_test {
+	const char *name;
+	struct result (*fn)(void);
+};
+#define HOST_TEST(name_, fn_)                                                       \
+	static const struct host_test host_test_##fn_ = {name_, fn_};               \
+	static const struct host_test *const host_test_ptr_##fn_                    \
+	    __attribute__((used, section("host_tests"), aligned(sizeof(void *)))) = \
+	        &host_test_##fn_
+
 /* ---- the tests, in the files named ------------------------------------- */
 
 /* torture_excl.c */
-struct result t_tas(void);
-struct result t_ticket(void);
 struct result t_lockstat(void);
 struct result t_spin(void);
-struct result t_brk(void);
-struct result t_pvticket(void);
 struct result t_mcs(void);
 struct result t_multi_sorted(void);
 struct result t_multi_global(void);
@@ -141,7 +166,6 @@ struct result t_seqlock(void);
 /* torture_child.c */
 struct result t_debug_recursion(void);
 struct result t_debug_timeout(void);
-struct result t_broken(void);
 int child_main(const char *what);
 
 /* torture_bench.c */

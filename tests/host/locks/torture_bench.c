@@ -3,12 +3,15 @@
  * algorithms measured on bare metal.  It is run from the plain -O2 build,
  * where the figures mean something, and it times the very locks that the
  * tests torture, so that a figure here and a torture line there are about
- * the same code.
+ * the same code: every registered lock type (kernel/lock/registry.h) but
+ * the broken ones, by its registered name, then the seqlock's sides and the
+ * multi-lock protocols.
  */
 #define _GNU_SOURCE
 #include "torture.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -19,6 +22,12 @@ struct bench_ops {
 	void (*lock)(struct thr *t);
 	void (*unlock)(struct thr *t);
 	bool exclusive; /* the critical section updates a shared counter */
+	/* Registered types (filled in by bench_main): the type, its reader side, a spin threshold.
+	 */
+	const struct lock_type *type;
+	bool read;
+	unsigned int threshold; /* 0: the type's own */
+	char buf[64];
 };
 
 static uint64_t bench_counter;
@@ -27,97 +36,29 @@ static spinlock_t BM[ML_LOCKS];
 static __thread spinlock_t *bm_set[8];
 static int bm_k = 4;
 
-static void bl_tas(struct thr *t)
+/* The registered type being timed (every one but the broken, no list here). */
+static const struct lock_type *bty;
+static void *binst;
+
+static void bl_type(struct thr *t)
 {
 	(void)t;
-	tas_lock(&L_tas);
+	bty->lock(binst);
 }
-static void bu_tas(struct thr *t)
+static void bu_type(struct thr *t)
 {
 	(void)t;
-	tas_unlock(&L_tas);
+	bty->unlock(binst);
 }
-static void bl_ticket(struct thr *t)
+static void bl_type_read(struct thr *t)
 {
 	(void)t;
-	ticket_lock(&L_ticket);
+	bty->read_lock(binst);
 }
-static void bu_ticket(struct thr *t)
+static void bu_type_read(struct thr *t)
 {
 	(void)t;
-	ticket_unlock(&L_ticket);
-}
-static void bl_spin(struct thr *t)
-{
-	(void)t;
-	spin_lock(&L_spin);
-}
-static void bu_spin(struct thr *t)
-{
-	(void)t;
-	spin_unlock(&L_spin);
-}
-static void bl_brk(struct thr *t)
-{
-	(void)t;
-	brk_lock(&L_brk);
-}
-static void bu_brk(struct thr *t)
-{
-	(void)t;
-	brk_unlock(&L_brk);
-}
-static void bl_pv(struct thr *t)
-{
-	(void)t;
-	pv_lock(&L_pv);
-}
-static void bl_pv256(struct thr *t)
-{
-	(void)t;
-	pv_spin_threshold = 256;
-	pv_lock(&L_pv);
-}
-static void bu_pv(struct thr *t)
-{
-	(void)t;
-	pv_unlock(&L_pv);
-}
-static void bu_pv256(struct thr *t)
-{
-	(void)t;
-	pv_unlock(&L_pv);
-	pv_spin_threshold = PV_SPIN_THRESHOLD;
-}
-static void bl_mcs(struct thr *t)
-{
-	(void)t;
-	mcs_spin_lock(&L_mcs);
-}
-static void bu_mcs(struct thr *t)
-{
-	(void)t;
-	mcs_spin_unlock(&L_mcs);
-}
-static void bl_rr(struct thr *t)
-{
-	(void)t;
-	read_lock(&RW);
-}
-static void bu_rr(struct thr *t)
-{
-	(void)t;
-	read_unlock(&RW);
-}
-static void bl_rw(struct thr *t)
-{
-	(void)t;
-	write_lock(&RW);
-}
-static void bu_rw(struct thr *t)
-{
-	(void)t;
-	write_unlock(&RW);
+	bty->read_unlock(binst);
 }
 static void bl_sw(struct thr *t)
 {
@@ -181,21 +122,88 @@ static void bu_mglob(struct thr *t)
 	multi_unlock_global(bm_set, bm_k);
 }
 
-static const struct bench_ops bench_ops[] = {
-    {"tas", bl_tas, bu_tas, true},
-    {"ticket", bl_ticket, bu_ticket, true},
-    {"spin_lock", bl_spin, bu_spin, true},
-    {"brk", bl_brk, bu_brk, true},
-    {"pvticket", bl_pv, bu_pv, true},
-    {"pvticket_t256", bl_pv256, bu_pv256, true}, /* threshold 256 spins */
-    {"mcs", bl_mcs, bu_mcs, true},
-    {"rwlock_read", bl_rr, bu_rr, false},
-    {"rwlock_write", bl_rw, bu_rw, true},
-    {"seqlock_write", bl_sw, bu_sw, true},
-    {"seqlock_read", bl_sr, bu_sr, false},
-    {"multi_sorted", bl_msort, bu_msort, false},
-    {"multi_global", bl_mglob, bu_mglob, false},
+/* What is not a lock type of its own: the seqlock's two sides, the multi-lock protocols. */
+static const struct bench_ops extra_ops[] = {
+    {.name = "seqlock_write", .lock = bl_sw, .unlock = bu_sw, .exclusive = true},
+    {.name = "seqlock_read", .lock = bl_sr, .unlock = bu_sr, .exclusive = false},
+    {.name = "multi_sorted", .lock = bl_msort, .unlock = bu_msort, .exclusive = false},
+    {.name = "multi_global", .lock = bl_mglob, .unlock = bu_mglob, .exclusive = false},
 };
+
+#define MAX_BENCH 96
+static struct bench_ops bench_ops[MAX_BENCH];
+static int nbench;
+
+static void add_type(const struct lock_type *t, const char *suffix, bool read, unsigned threshold)
+{
+	struct bench_ops *b = &bench_ops[nbench++];
+
+	snprintf(b->buf, sizeof(b->buf), "%s%s", t->name, suffix);
+	b->name = b->buf;
+	b->lock = read ? bl_type_read : bl_type;
+	b->unlock = read ? bu_type_read : bu_type;
+	b->exclusive = !read;
+	b->type = t;
+	b->read = read;
+	b->threshold = threshold;
+}
+
+/*
+ * Every registered type but the broken ones: reader-writer types as
+ * <type>_read and <type>_write, PV types also as <type>_t256 (spin
+ * threshold 256); then the extras.
+ */
+static void collect(void)
+{
+	const struct lock_type *t;
+
+	for_each_lock_type(t, pp) {
+		if (nbench > MAX_BENCH - 3 - (int)(sizeof(extra_ops) / sizeof(extra_ops[0])))
+			break;
+		if (t->props & LOCK_PROP_BROKEN)
+			continue;
+		if (t->props & LOCK_PROP_RW) {
+			add_type(t, "_read", true, 0);
+			add_type(t, "_write", false, 0);
+			continue;
+		}
+		add_type(t, "", false, 0);
+		if ((t->props & LOCK_PROP_PV) && t->spin_threshold)
+			add_type(t, "_t256", false, 256);
+	}
+	for (size_t i = 0; i < sizeof(extra_ops) / sizeof(extra_ops[0]); i++)
+		bench_ops[nbench++] = extra_ops[i];
+}
+
+/* Make b the one timed: a fresh instance of its type, its threshold set. */
+static unsigned int bsaved;
+static void select_ops(const struct bench_ops *b)
+{
+	size_t size;
+
+	if (!b->type)
+		return;
+	bty = b->type;
+	size = (bty->size + LOCK_CACHELINE - 1) / LOCK_CACHELINE * LOCK_CACHELINE;
+	binst = aligned_alloc(LOCK_CACHELINE, size ? size : LOCK_CACHELINE);
+	if (!binst) {
+		perror("aligned_alloc");
+		exit(1);
+	}
+	memset(binst, 0, size);
+	bty->init(binst, bty->name);
+	if (b->threshold)
+		bsaved = bty->spin_threshold(b->threshold);
+}
+static void deselect_ops(const struct bench_ops *b)
+{
+	if (!b->type)
+		return;
+	if (b->threshold)
+		bty->spin_threshold(bsaved);
+	free(binst);
+	binst = NULL;
+}
 
 static const struct bench_ops *bcur;
 
@@ -285,19 +293,23 @@ int bench_main(void)
 		spin_lock_init(&BM[j]);
 	printf("# host lock benchmark: %d threads max, %d ms per point, %d host CPUs\n", nthreads,
 	       run_ms, ncpu);
-	for (size_t i = 0; i < sizeof(bench_ops) / sizeof(bench_ops[0]); i++) {
+	collect();
+	for (int i = 0; i < nbench; i++) {
 		const struct bench_ops *b = &bench_ops[i];
 		const char *extra = !strncmp(b->name, "multi", 5) ? " k=4" : "";
 
+		select_ops(b);
 		printf("# metric: host.lock.%s.uncontended_ns %.1f ns host_cpus=%d%s\n", b->name,
 		       uncontended_ns(b), ncpu, extra);
+		deselect_ops(b);
 		fflush(stdout);
 	}
-	for (size_t i = 0; i < sizeof(bench_ops) / sizeof(bench_ops[0]); i++) {
+	for (int i = 0; i < nbench; i++) {
 		const struct bench_ops *b = &bench_ops[i];
 		const char *extra = !strncmp(b->name, "multi", 5) ? " k=4" : "";
 
 		bcur = b;
+		select_ops(b);
 		for (int n = 1; n <= nthreads; n++) {
 			struct totals w;
 
@@ -310,6 +322,7 @@ int bench_main(void)
 			    (unsigned long long)w.max, (unsigned long long)w.min, extra);
 			fflush(stdout);
 		}
+		deselect_ops(b);
 	}
 	for (brkb_mode = 0; brkb_mode < 3; brkb_mode++) {
 		uint64_t mx = 0, sum = 0, cnt = 0;

@@ -6,7 +6,6 @@
  * --child= and judges the exit status and the output.
  */
 #define _GNU_SOURCE
-#include "broken.h"
 #include "torture.h"
 
 #include <poll.h>
@@ -121,38 +120,18 @@ struct result t_debug_timeout(void)
 #endif
 }
 
-struct result t_broken(void)
+int run_child_echo(char *const argv[], int timeout_ms)
 {
-	char arg_threads[32];
-	char *argv[] = {(char *)plain_bin, "--child=broken", arg_threads, NULL};
-	int st;
+	int st = run_child(argv, child_out, sizeof(child_out), timeout_ms);
 
-	if (!plain_bin)
-		return verdict(SKIP, "no --plain=PATH (non-TSan build) given");
-	snprintf(arg_threads, sizeof(arg_threads), "--threads=%d", nthreads);
-	st = run_child(argv, child_out, sizeof(child_out), 30000);
 	echo_diag(child_out);
-	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
-		return verdict(XFAIL, "deliberately broken lock: exclusion failure caught");
-	return verdict(FAIL, "the broken lock was not caught (status 0x%x)", st);
+	return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 /* --child=...: run inside a fresh process. */
 static struct ticket_lock C_lock = TICKET_LOCK_INIT("child.recursion");
 static struct ticket_lock C_held = TICKET_LOCK_INIT("child.held");
 static int c_holding;
-static struct broken_lock L_broken = BROKEN_LOCK_INIT;
-
-static void broken_l(void)
-{
-	broken_lock(&L_broken);
-}
-static void broken_u(void)
-{
-	broken_unlock(&L_broken);
-}
-
-static const struct excl_ops ops_broken = {"broken", broken_l, broken_u};
 
 static void *holder_thread(void *p)
 {
@@ -186,24 +165,8 @@ int child_main(const char *what)
 		printf("spin-timeout not detected\n");
 		return 1;
 	}
-	if (!strcmp(what, "broken")) {
-		if (nthreads > (int)sysconf(_SC_NPROCESSORS_ONLN))
-			arch_host_yield_every = 128;
-		for (int run = 1; run <= 10; run++) {
-			uint64_t fail;
-
-			broken_lock_init(&L_broken);
-			fail = excl_run(&ops_broken, 250, true);
-
-			printf("# broken: run %d: bailouts=%u\n", run, L_broken.bailouts);
-			if (fail) {
-				printf("# broken: caught in run %d (expected failure)\n", run);
-				return 0;
-			}
-		}
-		printf("# broken: NOT caught in 10 runs\n");
-		return 2;
-	}
+	if (!strncmp(what, "type:", 5))
+		return broken_type_main(what + 5, 10);
 	fprintf(stderr, "unknown child %s\n", what);
 	return 1;
 }

@@ -9,7 +9,9 @@
 #include "torture.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- mutual exclusion, one lock ---------------------------------------- */
 
@@ -55,24 +57,13 @@ uint64_t excl_run(const struct excl_ops *ops, int ms, bool print)
 	return fail;
 }
 
-struct tas_lock L_tas = TAS_LOCK_INIT("tas");
 struct ticket_lock L_ticket = TICKET_LOCK_INIT("ticket");
-struct pv_lock L_pv = PV_LOCK_INIT("pvticket");
 struct mcs_lock L_mcs = MCS_LOCK_INIT("mcs");
-struct brk_lock L_brk = BRK_LOCK_INIT("brk");
 DEFINE_SPINLOCK(L_spin);
 static __thread unsigned long spin_flags;
 static __thread bool spin_tried;
 static __thread unsigned int spin_n;
 
-static void tas_l(void)
-{
-	tas_lock(&L_tas);
-}
-static void tas_u(void)
-{
-	tas_unlock(&L_tas);
-}
 static void ticket_l(void)
 {
 	ticket_lock(&L_ticket);
@@ -81,14 +72,6 @@ static void ticket_u(void)
 {
 	ticket_unlock(&L_ticket);
 }
-static void pv_l(void)
-{
-	pv_lock(&L_pv);
-}
-static void pv_u(void)
-{
-	pv_unlock(&L_pv);
-}
 static void mcs_l(void)
 {
 	mcs_spin_lock(&L_mcs);
@@ -96,14 +79,6 @@ static void mcs_l(void)
 static void mcs_u(void)
 {
 	mcs_spin_unlock(&L_mcs);
-}
-static void brk_l(void)
-{
-	brk_lock(&L_brk);
-}
-static void brk_u(void)
-{
-	brk_unlock(&L_brk);
 }
 
 /* spinlock_t through all its entry points: trylock, irqsave, plain. */
@@ -126,11 +101,8 @@ static void spin_u(void)
 		spin_unlock(&L_spin);
 }
 
-static const struct excl_ops ops_tas = {"tas", tas_l, tas_u};
 static const struct excl_ops ops_ticket = {"ticket", ticket_l, ticket_u};
-static const struct excl_ops ops_pv = {"pvticket", pv_l, pv_u};
 static const struct excl_ops ops_mcs = {"mcs", mcs_l, mcs_u};
-static const struct excl_ops ops_brk = {"brk", brk_l, brk_u};
 static const struct excl_ops ops_spin = {"spin_lock", spin_l, spin_u};
 
 static struct result excl_test(const struct excl_ops *ops)
@@ -144,86 +116,174 @@ static struct result excl_test(const struct excl_ops *ops)
 	return passed();
 }
 
-struct result t_tas(void)
-{
-	return excl_test(&ops_tas);
-}
 struct result t_spin(void)
 {
 	return excl_test(&ops_spin);
 }
-struct result t_brk(void)
-{
-	return excl_test(&ops_brk);
-}
 
-struct result t_ticket(void)
-{
-	struct result r = excl_test(&ops_ticket);
-
-	if (r.v == PASS && !ticket_is_locked(&L_ticket) && ticket_trylock(&L_ticket)) {
-		bool contended = ticket_is_contended(&L_ticket);
-
-		ticket_unlock(&L_ticket);
-		if (contended)
-			return verdict(FAIL, "ticket_is_contended() true with one holder");
-	}
-	return r;
-}
-
-/* LOCK_STAT of the ticket lock, which t_ticket just tortured. */
+/* LOCK_STAT of the ticket lock, tortured here on its own. */
 struct result t_lockstat(void)
 {
 #ifdef LOCK_STAT
 	const struct lock_stat *s = &L_ticket.meta.stat;
-	struct totals w = SUM(ops);
-	uint64_t hist = 0;
+	struct totals w;
+	uint64_t hist = 0, fail;
 
+	ticket_lock_init(&L_ticket);
+	lock_set_name(&L_ticket, "ticket");
+	fail = excl_run(&ops_ticket, run_ms, true);
+	w = SUM(ops);
 	lock_stat_print("ticket", s);
 	for (int b = 0; b < LOCK_STAT_BUCKETS; b++)
 		hist += s->hold_hist[b];
-	/* +1: the trylock probe at the end of t_ticket */
-	if (s->acquisitions != w.total + 1 || hist != s->acquisitions)
+	if (fail)
+		return verdict(FAIL, "%llu exclusion failures", (unsigned long long)fail);
+	if (s->acquisitions != w.total || hist != s->acquisitions)
 		return verdict(FAIL, "acquisitions %llu, expected %llu, hold samples %llu",
-		               (unsigned long long)s->acquisitions, (unsigned long long)w.total + 1,
+		               (unsigned long long)s->acquisitions, (unsigned long long)w.total,
 		               (unsigned long long)hist);
 	if (!s->contentions || !s->wait_ns_max)
 		return verdict(FAIL, "no contention recorded");
 	return passed();
 #else
+	(void)ops_ticket;
 	return verdict(SKIP, "built without LOCK_STAT");
 #endif
 }
 
-/* ---- pvticket: the slow path must really run --------------------------- */
+/* ---- every registered type ---------------------------------------------- */
 
-struct result t_pvticket(void)
+/* The instance under torture, and the excl_ops that take it. */
+static const struct lock_type *ty;
+static void *ty_lock;
+
+static void ty_l(void)
 {
-	struct pv_stats ps;
-	struct arch_host_stats hs;
-	unsigned int saved = pv_spin_threshold;
-	uint64_t fail;
+	ty->lock(ty_lock);
+}
+static void ty_u(void)
+{
+	ty->unlock(ty_lock);
+}
 
-	pv_spin_threshold = 64; /* halt early, so that halts and kicks happen */
-	pv_stats_reset();
+static void *ty_new(const struct lock_type *t)
+{
+	size_t size = (t->size + LOCK_CACHELINE - 1) / LOCK_CACHELINE * LOCK_CACHELINE;
+	void *l = aligned_alloc(LOCK_CACHELINE, size ? size : LOCK_CACHELINE);
+
+	if (!l) {
+		perror("aligned_alloc");
+		exit(1);
+	}
+	memset(l, 0, size);
+	t->init(l, t->name);
+	return l;
+}
+
+/* PV types: a low spin threshold, so that waiters halt and are kicked. */
+#define TY_PV_SPINS 64
+
+struct result t_type(const struct lock_type *t)
+{
+	const struct excl_ops ops = {t->name, ty_l, ty_u};
+	uint64_t halts0 = 0, kicks0 = 0, halts = 0, kicks = 0, fail;
+	struct arch_host_stats hs;
+	unsigned int saved = 0;
+	struct result r;
+
+	if (t->props & LOCK_PROP_BROKEN) {
+		char arg_threads[32], arg_type[96];
+		char *argv[] = {(char *)plain_bin, arg_type, arg_threads, NULL};
+
+		if (!plain_bin)
+			return verdict(SKIP, "no --plain=PATH (non-TSan build) given");
+		snprintf(arg_threads, sizeof(arg_threads), "--threads=%d", nthreads);
+		snprintf(arg_type, sizeof(arg_type), "--child=type:%s", t->name);
+		int st = run_child_echo(argv, 30000);
+
+		if (st == 0)
+			return verdict(XFAIL, "deliberately broken (%s): exclusion failure caught",
+			               t->origin ? t->origin : "");
+		return verdict(FAIL, "the broken lock was not caught (status 0x%x)", st);
+	}
+	ty = t;
+	ty_lock = ty_new(t);
+	if (t->spin_threshold)
+		saved = t->spin_threshold(TY_PV_SPINS);
+	if (t->pv_counts)
+		t->pv_counts(&halts0, &kicks0);
 	arch_host_reset_stats();
-	fail = excl_run(&ops_pv, run_ms, true);
-	pv_spin_threshold = saved;
-	pv_stats_get(&ps);
+	fail = excl_run(&ops, run_ms, true);
 	arch_host_get_stats(&hs);
-	printf("# pvticket: threshold=64 slowpath=%llu halts=%llu kicks=%llu flag_clears=%llu "
-	       "futex_sleeps=%llu sleep_timeouts=%llu\n",
-	       (unsigned long long)ps.slowpath, (unsigned long long)ps.halts,
-	       (unsigned long long)ps.kicks, (unsigned long long)ps.flag_clears,
-	       (unsigned long long)hs.halts, (unsigned long long)hs.halt_timeouts);
+	if (t->spin_threshold)
+		t->spin_threshold(saved);
+	if (t->pv_counts) {
+		t->pv_counts(&halts, &kicks);
+		halts -= halts0;
+		kicks -= kicks0;
+		printf("# %s: threshold=%d halts=%llu kicks=%llu futex_sleeps=%llu "
+		       "sleep_timeouts=%llu\n",
+		       t->name, TY_PV_SPINS, (unsigned long long)halts, (unsigned long long)kicks,
+		       (unsigned long long)hs.halts, (unsigned long long)hs.halt_timeouts);
+	}
+	r = passed();
 	if (fail)
-		return verdict(FAIL, "%llu exclusion failures", (unsigned long long)fail);
-	if (!ps.halts || !ps.kicks || !hs.halts)
-		return verdict(FAIL, "slow path not exercised (halts %llu, kicks %llu)",
-		               (unsigned long long)ps.halts, (unsigned long long)ps.kicks);
-	if (pv_is_locked(&L_pv))
-		return verdict(FAIL, "lock left held");
-	return passed();
+		r = verdict(FAIL, "%llu exclusion failures", (unsigned long long)fail);
+	else if (!SUM(ops).min)
+		r = verdict(FAIL, "a thread never got the lock");
+	else if (t->is_locked && t->is_locked(ty_lock))
+		r = verdict(FAIL, "lock left held");
+	else if ((t->props & LOCK_PROP_PV) && t->spin_threshold && nthreads > 1 && !hs.halts)
+		r = verdict(FAIL, "slow path not exercised: no waiter slept");
+	else if (t->pv_counts && nthreads > 1 && (!halts || !kicks))
+		r = verdict(FAIL, "slow path not exercised (halts %llu, kicks %llu)",
+		            (unsigned long long)halts, (unsigned long long)kicks);
+	else if (t->stat && t->stat(ty_lock) && t->stat(ty_lock)->acquisitions != SUM(ops).total)
+		r = verdict(FAIL, "LOCK_STAT counts %llu acquisitions of %llu",
+		            (unsigned long long)t->stat(ty_lock)->acquisitions,
+		            (unsigned long long)SUM(ops).total);
+	/* One holder, nobody waiting: not contended. */
+	if (r.v == PASS && t->trylock && t->is_contended) {
+		if (!t->trylock(ty_lock)) {
+			r = verdict(FAIL, "trylock of a free lock failed");
+		} else {
+			bool contended = t->is_contended(ty_lock);
+
+			t->unlock(ty_lock);
+			if (contended)
+				r = verdict(FAIL, "is_contended() true with one holder");
+		}
+	}
+	free(ty_lock);
+	ty_lock = NULL;
+	return r;
+}
+
+/* --child=type:<name> in the plain build: a broken type, caught or not. */
+int broken_type_main(const char *name, int runs)
+{
+	const struct lock_type *t = lock_type_find(name);
+	const struct excl_ops ops = {name, ty_l, ty_u};
+
+	if (!t) {
+		fprintf(stderr, "no lock type %s\n", name);
+		return 1;
+	}
+	if (nthreads > (int)sysconf(_SC_NPROCESSORS_ONLN))
+		arch_host_yield_every = 128;
+	ty = t;
+	for (int run = 1; run <= runs; run++) {
+		ty_lock = ty_new(t);
+		uint64_t fail = excl_run(&ops, 250, true);
+
+		/* Not freed: a broken lock may leave a thread's node linked into it. */
+		if (fail) {
+			printf("# %s: caught in run %d (expected failure)\n", name, run);
+			return 0;
+		}
+	}
+	printf("# %s: NOT caught in %d runs\n", name, runs);
+	return 2;
 }
 
 /* ---- mcs: per-CPU nodes, nesting, release out of order ------------------ */
