@@ -47,6 +47,17 @@
  *
  * Fairness: FIFO, like the ticket lock; a sleeping next waiter is woken
  * directly instead of being waited for by everyone behind it.
+ *
+ * A preempted holder.  When the host has taken the holder's vCPU off its
+ * CPU (arch_vcpu_is_preempted: KVM's steal-time flag), the lock cannot be
+ * released until the host runs that vCPU again, and spinning the threshold
+ * out only keeps a host CPU from it.  So the waiter looks at the holder
+ * every PV_PREEMPT_CHECK_SPINS spins and, finding it preempted, goes to the
+ * halt path at once (the idea of Linux's pv_wait_early for qspinlock).
+ * `holder` is a hint, written by each acquirer with a relaxed store after it
+ * has the lock: a waiter may read the previous holder's CPU for a moment.
+ * That can only make it halt early or spin on, both of which the protocol
+ * above already allows; it never decides who owns the lock.
  */
 #include "pvticket.h"
 #include "registry.h"
@@ -65,6 +76,7 @@ static struct pv_cpu {
 
 static struct pv_stats pv_stats;
 unsigned int pv_spin_threshold = PV_SPIN_THRESHOLD;
+bool pv_halt_on_preempted = true;
 
 static inline uint16_t ticket_of(uint32_t val)
 {
@@ -74,6 +86,18 @@ static inline uint16_t ticket_of(uint32_t val)
 static void stat_inc(uint64_t *c)
 {
 	__atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
+}
+
+static inline void set_holder(struct pv_lock *l)
+{
+	__atomic_store_n(&l->holder, arch_cpu_id(), __ATOMIC_RELAXED);
+}
+
+/* Spinning cannot help: the holder's vCPU is not running. */
+static inline bool holder_preempted(const struct pv_lock *l, unsigned int n)
+{
+	return (n & (PV_PREEMPT_CHECK_SPINS - 1)) == 0 && pv_halt_on_preempted &&
+	       arch_vcpu_is_preempted(__atomic_load_n(&l->holder, __ATOMIC_RELAXED));
 }
 
 void pv_lock_init(struct pv_lock *l)
@@ -124,6 +148,7 @@ void pv_lock(struct pv_lock *l)
 	old = __atomic_fetch_add(&l->val, PV_TICKET_INC << 16, __ATOMIC_ACQUIRE);
 	me = ticket_of(old);
 	if (lock_likely((uint16_t)old == me)) {
+		set_holder(l);
 		lock_acquired(LOCK_META(l), NULL);
 		return;
 	}
@@ -132,6 +157,10 @@ void pv_lock(struct pv_lock *l)
 		for (unsigned int n = pv_spin_threshold; n; n--) {
 			if (__atomic_load_n(&l->head, __ATOMIC_ACQUIRE) == me)
 				goto out;
+			if (holder_preempted(l, n)) {
+				stat_inc(&pv_stats.preempted);
+				break;
+			}
 			cpu_relax();
 			lock_wait_spin(&w, LOCK_META(l), l);
 		}
@@ -140,6 +169,7 @@ void pv_lock(struct pv_lock *l)
 			break;
 	}
 out:
+	set_holder(l);
 	lock_acquired(LOCK_META(l), &w);
 }
 
@@ -152,6 +182,7 @@ bool pv_trylock(struct pv_lock *l)
 	if (!__atomic_compare_exchange_n(&l->val, &old, old + (PV_TICKET_INC << 16), false,
 	                                 __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
 		return false;
+	set_holder(l);
 	lock_acquired(LOCK_META(l), NULL);
 	return true;
 }
@@ -213,6 +244,7 @@ void pv_stats_get(struct pv_stats *out)
 	out->halts = __atomic_load_n(&pv_stats.halts, __ATOMIC_RELAXED);
 	out->kicks = __atomic_load_n(&pv_stats.kicks, __ATOMIC_RELAXED);
 	out->flag_clears = __atomic_load_n(&pv_stats.flag_clears, __ATOMIC_RELAXED);
+	out->preempted = __atomic_load_n(&pv_stats.preempted, __ATOMIC_RELAXED);
 }
 
 void pv_stats_reset(void)
@@ -221,6 +253,7 @@ void pv_stats_reset(void)
 	__atomic_store_n(&pv_stats.halts, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&pv_stats.kicks, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&pv_stats.flag_clears, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&pv_stats.preempted, 0, __ATOMIC_RELAXED);
 }
 
 /* ---- The registry descriptor (registry.h): what every suite tests and measures. */

@@ -4,6 +4,7 @@
  * reporting functions.
  */
 #include "lock_common.h"
+#include "kvm.h"
 
 /* How long a CPU waits for the others to arrive before the run is abandoned. */
 #define LT_ARRIVE_TIMEOUT_NS (3 * NSEC_PER_SEC)
@@ -253,6 +254,9 @@ void lt_metric(const char *name, const char *what, long long v, const char *unit
 void lt_metric_x1000(const char *name, const char *what, uint64_t v_x1000, const char *unit,
                      const char *extra)
 {
-	kprintf("# metric: lock.%s.%s %lu.%03lu %s%s%s\n", name, what, v_x1000 / 1000,
-	        v_x1000 % 1000, unit, extra && *extra ? " " : "", extra ? extra : "");
+	char tags[64]; /* tsc=guessed, steal_ns= (kvm.h) */
+
+	figure_tags(tags, sizeof(tags), unit);
+	kprintf("# metric: lock.%s.%s %lu.%03lu %s%s%s%s\n", name, what, v_x1000 / 1000,
+	        v_x1000 % 1000, unit, extra && *extra ? " " : "", extra ? extra : "", tags);
 }
