@@ -7,7 +7,8 @@ environment variables:
   FAKE_QEMU_EXIT    exit status afterwards (default 1, i.e. the guest wrote 0 to isa-debug-exit)
   FAKE_QEMU_HANG    if set, sleep instead of exiting (like a hung guest)
   FAKE_QEMU_STDERR  text written to stderr first (like a QEMU error message)
-  FAKE_QEMU_ARGV    file to record the arguments in, as JSON (a list of lists: one per start)
+  FAKE_QEMU_ARGV    file to record the arguments in, as JSON
+  FAKE_QEMU_STARTS  file to append each start's arguments to, one JSON line per start
   FAKE_QEMU_REFUSE_CPU  a -cpu model refused the way KVM refuses one (an MSR it will not set,
                     then QEMU's assertion and abort), before any serial output
   FAKE_QEMU_FEATURE_WARNINGS  this many "host doesn't support requested feature" warnings
@@ -22,13 +23,11 @@ import time
 
 def main():
     if os.environ.get('FAKE_QEMU_ARGV'):
-        path = os.environ['FAKE_QEMU_ARGV']
-        starts = []
-        if os.path.exists(path):
-            with open(path) as recorded:
-                starts = json.load(recorded)
-        with open(path, 'w') as out:
-            json.dump(starts + [sys.argv[1:]], out)
+        with open(os.environ['FAKE_QEMU_ARGV'], 'w') as out:
+            json.dump(sys.argv[1:], out)
+    if os.environ.get('FAKE_QEMU_STARTS'):
+        with open(os.environ['FAKE_QEMU_STARTS'], 'a') as out:
+            out.write(json.dumps(sys.argv[1:]) + '\n')
     args = sys.argv[1:]
     cpu = args[args.index('-cpu') + 1] if '-cpu' in args else ''
     for i in range(int(os.environ.get('FAKE_QEMU_FEATURE_WARNINGS') or 0)):

@@ -89,7 +89,8 @@ class MatrixRuns(unittest.TestCase):
         self.assertEqual(proc.returncode, 0, proc.stdout)
         self.assertRegex(lines[0], r'^PASS fails \(exit 1, [0-9.]+ s\)$')
         self.assertEqual(lines[-1], '2 passed, 0 failed')
-        self.assertEqual(self.outputs, ['fails.log', 'fails.xml', 'torture.log', 'torture.xml'])
+        self.assertEqual(self.outputs, ['fails.log', 'fails.log.raw', 'fails.xml', 'torture.log',
+                                        'torture.log.raw', 'torture.xml'])
 
     def test_failures_show_the_log_tail(self):
         proc = self.run_matrix('wrong-exit | 0 | --iso ISO --accel tcg\n'

@@ -310,7 +310,8 @@ class FakeQemuRuns(unittest.TestCase):
         env = dict(os.environ, CI='1',
                    LOCKLAB_QEMU=qemu or shlex.join([sys.executable, FAKE_QEMU]),
                    FAKE_QEMU_EXIT=str(exit_status),
-                   FAKE_QEMU_ARGV=os.path.join(self.tmp.name, 'argv.json'))
+                   FAKE_QEMU_ARGV=os.path.join(self.tmp.name, 'argv.json'),
+                   FAKE_QEMU_STARTS=os.path.join(self.tmp.name, 'starts.json'))
         for key in ('FAKE_QEMU_LOG', 'FAKE_QEMU_HANG', 'FAKE_QEMU_STDERR',
                     'FAKE_QEMU_REFUSE_CPU', 'FAKE_QEMU_FEATURE_WARNINGS'):
             env.pop(key, None)
@@ -330,14 +331,17 @@ class FakeQemuRuns(unittest.TestCase):
         self.seconds = time.monotonic() - started
         return proc
 
-    def argv(self, start=-1):
-        """The arguments of one QEMU start (the last by default)."""
+    def argv(self, start=None):
+        """The arguments of the last QEMU start, or of start number `start`."""
+        if start is not None:
+            with open(os.path.join(self.tmp.name, 'starts.json')) as recorded:
+                return json.loads(recorded.readlines()[start])
         with open(os.path.join(self.tmp.name, 'argv.json')) as recorded:
-            return json.load(recorded)[start]
+            return json.load(recorded)
 
     def starts(self):
-        with open(os.path.join(self.tmp.name, 'argv.json')) as recorded:
-            return len(json.load(recorded))
+        with open(os.path.join(self.tmp.name, 'starts.json')) as recorded:
+            return len(recorded.readlines())
 
     def test_pass(self):
         proc = self.run_qemu('pass_nested2.log', 1)
