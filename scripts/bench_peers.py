@@ -315,11 +315,12 @@ def _why(lock, target, row, get):
         pv, tk = stats(get(row['subject']) or []), stats(get('locklab.ticket') or [])
         xadd, none = stats(get('floor.xadd') or []), stats(get('floor.none') or [])
         if pv and tk and xadd and none:
-            parts.append('pvticket - ticket = %.2f ns, one lock xadd - the empty loop = %.2f '
-                         'ns: the difference is about one more locked instruction (the PV '
-                         'unlock\'s locked add, which orders its head update before its read '
-                         'of the slow-path flag)' % (pv['median'] - tk['median'],
-                                                     xadd['median'] - none['median']))
+            extra, one = pv['median'] - tk['median'], xadd['median'] - none['median']
+            parts.append('pvticket - ticket = %.2f ns, %.1f times what one lock xadd adds to '
+                         'the empty loop (%.2f ns): the PV unlock is a locked add, which orders '
+                         'its head update before its read of the slow-path flag so that no '
+                         'halting waiter is missed, where the ticket lock\'s unlock is a plain '
+                         'store' % (extra, extra / one if one > 0 else float('nan'), one))
         return '; '.join(parts)
     if 'uncontended' in target['target']:
         peer = target['target'].rsplit('(', 1)[-1].rstrip(')')
