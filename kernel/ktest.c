@@ -16,6 +16,7 @@
  */
 #include "ktest.h"
 #include "cmdline.h"
+#include "console.h"
 #include "cpu.h"
 #include "kvm.h"
 #include "x86.h"
@@ -299,6 +300,7 @@ __noreturn void ktest_run_all(void)
 
 __noreturn void kexit(int code)
 {
+	console_hold(); /* the verdict stays on the screen for screen_hold= seconds */
 	smp_stop_others();
 	__asm__ volatile("cli");
 	switch (config.exit) {

@@ -6,6 +6,7 @@
  */
 #include "apic.h"
 #include "cmdline.h"
+#include "console.h"
 #include "cpu.h"
 #include "kernel.h"
 #include "ktest.h"
@@ -70,6 +71,7 @@ void kmain(uint32_t magic, uint32_t mbi_phys)
 	kprintf("# locklab: x86-64 SMP lock laboratory\n");
 	if (multiboot_parse(magic, mbi_phys) < 0 && boot_info.mmap_count == 0)
 		ktest_bail_out("boot information unusable (no memory map)");
+	console_screen_init();
 	early_alloc_init();
 
 	config_defaults(&config);
@@ -81,6 +83,7 @@ void kmain(uint32_t magic, uint32_t mbi_phys)
 	        clock_name(config.clock), config.host_cpus, config.bench);
 
 	acpi_init();
+	console_setup(config.console); /* console=, else ACPI SPCR, else COM1 */
 	lapic_init();
 	time_init();
 	mm_init();
