@@ -61,7 +61,8 @@ bool kvm_vcpu_is_preempted(int cpu);
  * Provenance tags for a figure printed in `unit` (the metric lines of
  * docs/CONTRACT.md): " tsc=guessed" on a time figure when the TSC rate was
  * guessed, " steal_ns=N" (steal of all CPUs since the current test began)
- * under steal time; "" otherwise.  figure_test_begin() marks a test's start.
+ * under steal time; always " clock=real|virtual" last (the clock= option).
+ * figure_test_begin() marks a test's start.
  */
 void figure_tags(char *buf, size_t size, const char *unit);
 void figure_test_begin(void);

@@ -116,12 +116,13 @@ void hist_print(const struct hist *h)
 	char line[2048];
 	uint64_t samples = 0, sum = 0, min = UINT64_MAX, max = 0, over = 0;
 
+	/* clock=: which time the samples are in (docs/clock.md), like every metric line. */
 	if (h->scale == HIST_LOG2)
-		kprintf("# hist-begin: %s unit=%s bucket=log2 cpus=%d\n", h->path, h->unit,
-		        h->ncpus);
+		kprintf("# hist-begin: %s unit=%s bucket=log2 cpus=%d clock=%s\n", h->path, h->unit,
+		        h->ncpus, clock_name(config.clock));
 	else
-		kprintf("# hist-begin: %s unit=%s bucket=%lu cpus=%d\n", h->path, h->unit, h->width,
-		        h->ncpus);
+		kprintf("# hist-begin: %s unit=%s bucket=%lu cpus=%d clock=%s\n", h->path, h->unit,
+		        h->width, h->ncpus, clock_name(config.clock));
 	for (unsigned b = 0; b < h->nbuckets; b++) {
 		bool any = false;
 		for (int c = 0; c < h->ncpus && !any; c++)

@@ -138,6 +138,9 @@ void figure_tags(char *buf, size_t size, const char *unit)
 	if (tsc_guessed && unit && unit_is_time(unit))
 		used += (size_t)snprintf(buf, size, " tsc=guessed");
 	if (enabled && used < size)
-		snprintf(buf + used, size - used, " steal_ns=%lu",
-		         steal_time_total_ns() - test_start_steal);
+		used += (size_t)snprintf(buf + used, size - used, " steal_ns=%lu",
+		                         steal_time_total_ns() - test_start_steal);
+	/* Every figure: real and virtual time (docs/clock.md) measure different things. */
+	if (used < size)
+		snprintf(buf + used, size - used, " clock=%s", clock_name(config.clock));
 }
