@@ -4,7 +4,7 @@
  *
  * Subjects: every lock type in the registry (kernel/lock/registry.h; a new
  * lock appears here by registering itself), its reader side when it has one,
- * and the table in peers_ops.c.  All are called through the same function
+ * the seqlock (no lock type: by hand) and the table in peers_ops.c.  All are called through the same function
  * pointers (peers.h), so a ratio between two figures compares what the two
  * locks do, not how they were called.
  *
@@ -114,6 +114,16 @@ static void add(struct subject s)
 	subjects[nsubjects++] = s;
 }
 
+static bool lock_type_registered(const char *name)
+{
+	const struct lock_type *t;
+
+	for_each_lock_type(t, pp)
+		if (!strcmp(t->name, name))
+			return true;
+	return false;
+}
+
 static void collect(void)
 {
 	const struct lock_type *t;
@@ -142,6 +152,11 @@ static void collect(void)
 		       "from the list in peers_ops.c\n");
 		for (const struct subject *s = locklab_fallback; s->name; s++)
 			add(*s);
+	} else if (!lock_type_registered("seqlock")) {
+		/* The seqlock is no lock_type (its readers retry, they do not lock): by hand. */
+		for (const struct subject *s = locklab_fallback; s->name; s++)
+			if (!strncmp(s->name, "locklab.seqlock", 15))
+				add(*s);
 	}
 	for (const struct subject *s = peer_subjects; s->name; s++)
 		add(*s);

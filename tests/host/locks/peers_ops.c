@@ -451,7 +451,8 @@ const struct subject peer_subjects[] = {
  *
  * peers.c takes locklab's locks from the registry.  A tree whose lock files
  * do not register yet gets this list instead (and says so), named as the
- * kernel's bench names them; it goes once they do.
+ * kernel's bench names them.  The seqlock is no lock type (its readers
+ * retry instead of locking), so its two entries here are always timed.
  */
 #include "spinlock.h"
 
