@@ -2,6 +2,7 @@
  * Per-CPU latency histograms and the contract's hist block (see hist.h).
  */
 #include "hist.h"
+#include "cmdline.h"
 #include "cpu.h"
 #include "kernel.h"
 #include "mm.h"

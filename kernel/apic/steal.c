@@ -16,6 +16,7 @@
  * the PV locks read `preempted` to stop spinning on a holder that cannot
  * run (arch_vcpu_is_preempted).
  */
+#include "cmdline.h"
 #include "kernel.h"
 #include "kvm.h"
 #include "mm.h"
