@@ -4,9 +4,10 @@
  *
  * Subjects: every lock type in the registry (kernel/lock/registry.h; a new
  * lock appears here by registering itself), its reader side when it has one,
- * the seqlock (no lock type: by hand) and the table in peers_ops.c.  All are called through the same function
- * pointers (peers.h), so a ratio between two figures compares what the two
- * locks do, not how they were called.
+ * the seqlock (no lock type: by hand) and the table in peers_ops.c.  All
+ * are called through the same function pointers (peers.h), so a ratio
+ * between two figures compares what the two locks do, not how they were
+ * called.
  *
  * Figures, each over --reps repeats taken in rounds (repeat r of every
  * subject before repeat r+1 of any, so that a change in the host's load
