@@ -84,8 +84,11 @@ def run(bench):
     if os.access(opts.peers_bin, os.X_OK):
         argv = [opts.peers_bin, '--reps=%d' % settings['reps'], '--treps=%d' % settings['treps'],
                 '--ms=%d' % settings['ms'], '--threads=%d' % bench.host_cpus]
-        if opts.peers_oversub:
+        if opts.peers_oversub > bench.host_cpus:
             argv.append('--oversub=%d' % opts.peers_oversub)
+        elif opts.peers_oversub:
+            bench.notes.append('--peers-oversub=%d ignored: not more threads than the %d host '
+                               'CPUs' % (opts.peers_oversub, bench.host_cpus))
         bench.status('host peer benchmark', ' (Concurrency Kit, glibc, floor)')
         started = time.monotonic()
         try:
