@@ -173,6 +173,28 @@ class Table(unittest.TestCase):
             self.assertIn(word, page)
 
 
+class Run(unittest.TestCase):
+    """bench_peers.run with nothing built: both parts say why they did not run."""
+
+    def test_missing_binary_and_kernel_are_not_measured(self):
+        import types
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        os.makedirs(os.path.join(d, 'peers'))
+        os.makedirs(os.path.join(d, 'runs'))
+        opts = types.SimpleNamespace(mode='quick', peers_bin=os.path.join(d, 'no-peers'),
+                                     peers_oversub=0, debug_iso=os.path.join(d, 'no.iso'),
+                                     accel='tcg')
+        bench = types.SimpleNamespace(opts=opts, out=d, host_cpus=2, notes=[],
+                                      manifest=[{'group': 'lock', 'smp': 4}],
+                                      status=lambda *a: None)
+        bench_peers.run(bench)
+        sec = bench_peers.section(d)
+        self.assertIn('not measured', sec['problem'])
+        with open(os.path.join(d, bench_peers.DEBUG_LOG % 4)) as f:
+            self.assertIn('not run: no debug kernel', f.read())
+
+
 @unittest.skipUnless(os.access(bench_peers.PEERS_BIN, os.X_OK),
                      'peer benchmark not built (make -f tests/host/locks/host.mk '
                      'build/host/locks/plain/peers)')
