@@ -9,8 +9,13 @@
  * awake, giving the host CPU back meanwhile.  Throughputs and their ratio
  * are reported; the ratio is checked when vCPUs outnumber host CPUs
  * (config.host_cpus, from the runner).  A halted waiter must be woken by
- * the kick IPI itself: its timer is stopped while it waits.
+ * the kick itself: its timer is stopped while it waits.  Kicks travel by
+ * KVM_HC_KICK_CPU where the host offers it, else by IPI; the figures count
+ * both (hc_kicks=, ipi_kicks=).  Under KVM a waiter halts at once when the
+ * holder's vCPU is preempted; lock.bench_pv_preempted (bench=1) measures
+ * what that is worth under overcommit.
  */
+#include "kvm.h"
 #include "lock_common.h"
 
 #define RUN_TIMEOUT_MS 5000
@@ -116,11 +121,12 @@ static uint64_t pv_measure(const struct lock_type *t, const struct lock_type *ba
 	uint64_t plain_ops = 0, pv_ops = 0, plain_ns = 0, pv_ns = 0, ratio;
 	uint64_t plain_wait = 0, pv_wait = 0;
 	struct pv_stats st0;
-
-	char extra[128];
+	struct kick_stats k0, k1;
+	char extra[192];
 
 	pv_stats_reset();
 	pv_counts(t, &st0, NULL);
+	kick_stats_get(&k0);
 	/* Alternate, so that a change in the host's load hits both alike. */
 	for (int round = 0; round < PV_ROUNDS && !kt_failed(); round++) {
 		plain_ops += throughput_run_type(base, &plain_ns, &plain_wait);
@@ -130,6 +136,7 @@ static uint64_t pv_measure(const struct lock_type *t, const struct lock_type *ba
 			t->spin_threshold(saved);
 	}
 	pv_counts(t, st, &st0);
+	kick_stats_get(&k1);
 	snprintf(extra, sizeof(extra), "cpus=%d host_cpus=%d ops=%lu", num_online_cpus(),
 	         config.host_cpus, plain_ops);
 	lt_metric_x1000(base->name, "overcommit_throughput",
@@ -143,8 +150,11 @@ static uint64_t pv_measure(const struct lock_type *t, const struct lock_type *ba
 	lt_metric(t->name, "overcommit_wait_max_ns", (long long)pv_wait, "ns", extra);
 	/* (pv_ops / pv_time) / (plain_ops / plain_time), times in us to stay in 64 bits. */
 	ratio = lt_ratio_x1000(pv_ops * (plain_ns / 1000 + 1), plain_ops * (pv_ns / 1000 + 1));
-	snprintf(extra, sizeof(extra), "cpus=%d host_cpus=%d threshold=%u halts=%lu kicks=%lu",
-	         num_online_cpus(), config.host_cpus, threshold, st->halts, st->kicks);
+	snprintf(extra, sizeof(extra),
+	         "cpus=%d host_cpus=%d threshold=%u halts=%lu kicks=%lu hc_kicks=%lu ipi_kicks=%lu "
+	         "preempted=%lu",
+	         num_online_cpus(), config.host_cpus, threshold, st->halts, st->kicks,
+	         k1.hypercall - k0.hypercall, k1.ipi - k0.ipi, st->preempted);
 	lt_metric(t->name, "pv_over_plain_x1000", (long long)ratio, "x1000", extra);
 	return ratio;
 }
@@ -241,11 +251,13 @@ KTEST(lock, pv_kick_wakes_halted, .min_cpus = 2, .timeout_ms = 20000)
 	unsigned saved = pv_spin_threshold;
 	int cpu, rounds = 0;
 	struct pv_stats st;
-	char extra[64];
+	struct kick_stats k0, k1;
+	char extra[96];
 
 	hist_init(&h, "lock.pvticket.kick_wake", "ns", HIST_LINEAR, 10000, 1000);
 	pv_spin_threshold = KICK_THRESHOLD;
 	pv_stats_reset();
+	kick_stats_get(&k0);
 	for_each_online_cpu(cpu) {
 		if (cpu == 0)
 			continue;
@@ -288,9 +300,64 @@ KTEST(lock, pv_kick_wakes_halted, .min_cpus = 2, .timeout_ms = 20000)
 	}
 	pv_spin_threshold = saved;
 	pv_stats_get(&st);
+	kick_stats_get(&k1);
 	hist_print(&h);
-	snprintf(extra, sizeof(extra), "rounds=%d kicks=%lu", rounds, st.kicks);
+	snprintf(extra, sizeof(extra), "rounds=%d kicks=%lu hc_kicks=%lu ipi_kicks=%lu", rounds,
+	         st.kicks, k1.hypercall - k0.hypercall, k1.ipi - k0.ipi);
+	kprintf("  # lock: kicks by %s: %lu by hypercall, %lu by IPI\n", kick_method(),
+	        k1.hypercall - k0.hypercall, k1.ipi - k0.ipi);
 	lt_metric("pvticket", "kick_wake_ns.p50", (long long)hist_percentile(&h, 500), "ns", extra);
 	lt_metric("pvticket", "kick_wake_ns.max", (long long)hist_max(&h), "ns", extra);
 	KT_EXPECT(st.kicks >= (uint64_t)rounds);
+	/* Every kick went the chosen way: no hypercall that failed into an IPI. */
+	if (strcmp(kick_method(), "IPI") != 0)
+		KT_EXPECT_EQ(k1.ipi - k0.ipi, 0);
+	else
+		KT_EXPECT_EQ(k1.hypercall - k0.hypercall, 0);
+}
+
+/* ---- Halting at once on a preempted holder, against spinning the threshold out. */
+
+KTEST(lock, bench_pv_preempted, .flags = KT_BENCH, .min_cpus = 2, .timeout_ms = 60000)
+{
+	static const char *const mode_name[2] = {"spin", "halt"};
+	uint64_t ops[2] = {0}, ns[2] = {0}, preempted[2] = {0}, steal[2] = {0};
+	bool saved = pv_halt_on_preempted;
+	struct pv_stats st;
+	char extra[160];
+
+	if (!steal_time_enabled()) {
+		kt_skip("no steal-time area (not on KVM): no vCPU is ever seen preempted");
+		return;
+	}
+	/* Alternate, so that a change in the host's load hits both alike. */
+	for (int round = 0; round < 2 * PV_ROUNDS && !kt_failed(); round++) {
+		int halt = round & 1;
+		uint64_t s0 = steal_time_total_ns();
+
+		pv_halt_on_preempted = halt;
+		pv_stats_reset();
+		ops[halt] += throughput_run("pvticket", &ns[halt]);
+		pv_stats_get(&st);
+		preempted[halt] += st.preempted;
+		steal[halt] += steal_time_total_ns() - s0;
+	}
+	pv_halt_on_preempted = saved;
+	for (int halt = 0; halt < 2; halt++) {
+		char what[48];
+
+		snprintf(extra, sizeof(extra),
+		         "cpus=%d host_cpus=%d ops=%lu threshold=%u preempted=%lu run_steal_ns=%lu",
+		         num_online_cpus(), config.host_cpus, ops[halt], pv_spin_threshold,
+		         preempted[halt], steal[halt]);
+		snprintf(what, sizeof(what), "preempted_holder_%s_throughput", mode_name[halt]);
+		lt_metric_x1000("pvticket", what,
+		                ops[halt] * NSEC_PER_MSEC * 1000 / (ns[halt] ? ns[halt] : 1),
+		                "ops/ms", extra);
+	}
+	snprintf(extra, sizeof(extra), "cpus=%d host_cpus=%d", num_online_cpus(), config.host_cpus);
+	lt_metric(
+	    "pvticket", "preempted_halt_over_spin_x1000",
+	    (long long)lt_ratio_x1000(ops[1] * (ns[0] / 1000 + 1), ops[0] * (ns[1] / 1000 + 1)),
+	    "x1000", extra);
 }
