@@ -18,6 +18,7 @@ BUILD := build
 
 SMP ?= 4
 ACCEL ?= auto
+CLOCK ?= real ## guest time: real, or virtual (single-threaded TCG with -icount; docs/clock.md)
 FW ?= bios
 MACHINE ?= q35
 MEM ?=
@@ -118,7 +119,7 @@ $(PXE)/boot/locklab.elf: $(ELF) iso/grub-pxe.cfg
 	@cp iso/grub-pxe.cfg $(PXE)/boot/grub/grub.cfg
 	@cp $(ELF) $@
 
-RUN_ARGS = --smp $(SMP) --accel $(ACCEL) --firmware $(FW) --machine $(MACHINE) \
+RUN_ARGS = --smp $(SMP) --accel $(ACCEL) --clock $(CLOCK) --firmware $(FW) --machine $(MACHINE) \
 	$(if $(MEM),--memory $(MEM)) $(if $(CMDLINE),--cmdline '$(CMDLINE)')
 
 run: deps
