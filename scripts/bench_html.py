@@ -190,8 +190,9 @@ def write_html(path, report, plots):
 
     out.append('<h2 id="scenarios">Scenarios</h2>')
     for key, title, plot_names in (
+            ('locks', 'Lock types side by side', ()),
             ('breakable', 'Breakable vs plain (long walk)', ('breakable', 'breakable-waits')),
-            ('pv', 'Paravirtual vs plain ticket under overcommit',
+            ('pv', 'Paravirtual locks vs their plain counterparts under overcommit',
              ('pv-throughput', 'pv-max-wait')),
             ('tlb', 'Lazy vs synchronous shootdown', ('shootdown', 'shootdown-latency')),
             ('multilock', 'Sorted multi-lock vs global lock', ('multilock',)),

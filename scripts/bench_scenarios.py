@@ -14,6 +14,21 @@ HOST_NAMES = {'spin_lock': 'spinlock', 'brk': 'breakable', 'multi_sorted': 'mult
               'multi_global': 'multilock_global'}
 PREEMPT_MODELS = ('none', 'voluntary', 'full', 'rt')
 
+# The lock types the headlines set side by side, declared once and looked up by name in the
+# run's figures (the types themselves come from the kernel's registry; a pair whose types did
+# not run is reported as not measured): (id, title, before, after).
+LOCK_PAIRS = (
+    ('qspinlock_vs_ticket', 'Queued spinlock vs ticket lock', 'ticket', 'qspinlock'),
+)
+# The same under vCPU overcommit, for the paravirtual locks; the first is the seed's comparison.
+PV_PAIRS = (
+    ('pv_vs_plain', 'Paravirtual vs plain ticket lock under overcommit', 'ticket', 'pvticket'),
+    ('pvqspinlock_vs_pvticket', 'PV queued spinlock vs PV ticket lock under overcommit',
+     'pvticket', 'pvqspinlock'),
+)
+# Overcommit factors (vCPUs per host CPU) whose figures are headlines for the PV pairs.
+PV_HEADLINE_OVERCOMMIT = (2, 4)
+
 
 # -- ratios --------------------------------------------------------------------------------
 
@@ -171,54 +186,167 @@ def scenario_breakable(results):
     return {'ratios': ratios, 'rows': rows}
 
 
-def scenario_pv(results):
-    """Paravirtual vs plain ticket lock under vCPU overcommit: throughput and max wait."""
+def _pv_headline(results, smps, smp, first):
+    """Headline rows of a PV pair: the largest vCPU count for the seed's pair; for the others
+    each leg at 2x and 4x overcommit (the largest one when none is)."""
+    if first:
+        return smp == max(smps)
+    wanted = [s for s in smps if results.overcommit(s) in PV_HEADLINE_OVERCOMMIT]
+    return smp in wanted if wanted else smp == max(smps)
+
+
+def scenario_pv_pair(results, rid, title, plain_name, pv_name, first):
+    """One PV pair under vCPU overcommit: throughput, and the longest wait (the overcommit
+    test's own figure where it printed one, else the max of the bench_wait histograms)."""
     out = []
-    title = 'Paravirtual vs plain ticket lock under overcommit'
-    plain = results.find(path='lock.ticket.overcommit_throughput')
-    pv = results.find(path='lock.pvticket.overcommit_throughput')
+    plain = results.find(path='lock.%s.overcommit_throughput' % plain_name)
+    pv = results.find(path='lock.%s.overcommit_throughput' % pv_name)
     if not plain or not pv:
-        out.append(not_measured('pv_vs_plain.throughput', title + ' (throughput)',
+        out.append(not_measured(rid + '.throughput', title + ' (throughput)',
                                 'throughput with more vCPUs than host CPUs',
                                 'no metric lock.%s.overcommit_throughput in this run'
-                                % ('ticket' if not plain else 'pvticket')))
+                                % (plain_name if not plain else pv_name)))
     else:
         smps = sorted({e['smp'] for e in pv} & {e['smp'] for e in plain})
-        top = max(smps) if smps else None
         for smp in smps:
             b = [e for e in plain if e['smp'] == smp][0]
             a = [e for e in pv if e['smp'] == smp][0]
             oc = results.overcommit(smp)
             extra = '' if oc and oc > 1 else 'not overcommitted: no stalled lock holder ' \
                 'expected'
-            r = make_ratio('pv_vs_plain.throughput', title + ' (throughput)',
-                           'acquisitions per ms, all vCPUs contending', 'ticket', b, 'pvticket',
+            r = make_ratio(rid + '.throughput', title + ' (throughput)',
+                           'acquisitions per ms, all vCPUs contending', plain_name, b, pv_name,
                            a, 'higher', leg_context(results, smp, extra), results,
                            ('the throughput', 'less throughput'))
             r['smp'] = smp
-            r['headline'] = smp == top
+            r['headline'] = _pv_headline(results, smps, smp, first)
             out.append(r)
-    # Max wait: the acquisition-wait histograms of the same legs.
-    hp = results.find_hists(path='lock.ticket.wait')
-    hv = results.find_hists(path='lock.pvticket.wait')
-    if not hp or not hv:
-        out.append(not_measured('pv_vs_plain.max_wait', title + ' (max wait)',
-                                'longest acquisition wait, all vCPUs contending',
-                                'no histogram lock.%s.wait in this run'
-                                % ('ticket' if not hp else 'pvticket')))
+    # Max wait: the overcommit test's longest wait, else the bench_wait histograms.
+    wp = results.find(path='lock.%s.overcommit_wait_max_ns' % plain_name)
+    wv = results.find(path='lock.%s.overcommit_wait_max_ns' % pv_name)
+    hp = results.find_hists(path='lock.%s.wait' % plain_name)
+    hv = results.find_hists(path='lock.%s.wait' % pv_name)
+    pairs = {}
+    if first or not (wp and wv):
+        for b in hp:
+            for a in hv:
+                if a['smp'] == b['smp']:
+                    pairs[b['smp']] = (hist_pseudo(b, 'max'), hist_pseudo(a, 'max'))
+        source = 'lock.bench_wait'
     else:
-        smps = sorted({e['smp'] for e in hp} & {e['smp'] for e in hv})
-        top = max(smps) if smps else None
+        pairs = {b['smp']: (b, a) for b in wp for a in wv if a['smp'] == b['smp']}
+        source = 'lock.pv_overcommit'
+    if not pairs:
+        missing = ('no histogram lock.%s.wait' % (plain_name if not hp else pv_name)) \
+            if first else ('no metric lock.<type>.overcommit_wait_max_ns or histogram '
+                           'lock.<type>.wait for both %s and %s' % (plain_name, pv_name))
+        out.append(not_measured(rid + '.max_wait', title + ' (max wait)',
+                                'longest acquisition wait, all vCPUs contending',
+                                missing + ' in this run'))
+    else:
+        smps = sorted(pairs)
         for smp in smps:
-            b = hist_pseudo([e for e in hp if e['smp'] == smp][0], 'max')
-            a = hist_pseudo([e for e in hv if e['smp'] == smp][0], 'max')
-            r = make_ratio('pv_vs_plain.max_wait', title + ' (max wait)',
-                           'longest acquisition wait, all vCPUs contending (lock.bench_wait)',
-                           'ticket', b, 'pvticket', a, 'lower',
+            b, a = pairs[smp]
+            r = make_ratio(rid + '.max_wait', title + ' (max wait)',
+                           'longest acquisition wait, all vCPUs contending (%s)' % source,
+                           plain_name, b, pv_name, a, 'lower',
                            leg_context(results, smp), results, ('shorter', 'longer'))
             r['smp'] = smp
-            r['headline'] = smp == top
+            r['headline'] = _pv_headline(results, smps, smp, first)
             out.append(r)
+    return out
+
+
+def scenario_pv(results):
+    """Paravirtual locks against their non-PV counterparts under vCPU overcommit (PV_PAIRS)."""
+    out = []
+    for i, (rid, title, plain_name, pv_name) in enumerate(PV_PAIRS):
+        out.extend(scenario_pv_pair(results, rid, title, plain_name, pv_name, i == 0))
+    return {'ratios': out, 'rows': out}
+
+
+def _by_cpus(entries, cpus):
+    """The entry of a `cpus=` figure from the leg with exactly that many vCPUs, else the
+    largest leg."""
+    cands = [e for e in entries if str(e['attrs'].get('cpus')) == str(cpus)]
+    exact = [e for e in cands if e['smp'] == cpus]
+    return exact[0] if exact else (sorted(cands, key=lambda e: e['smp'])[-1] if cands
+                                   else None)
+
+
+def scenario_lock_pair(results, rid, title, before_name, after_name):
+    """Two lock types side by side: uncontended cost, throughput at 2..N CPUs, fairness and
+    wait p99 under saturation (lock.bench_uncontended, _throughput, _wait)."""
+    out = []
+
+    def missing_one(what, path_fmt):
+        names = [n for n in (before_name, after_name)
+                 if not results.find(path=path_fmt % n)]
+        return 'no metric %s in this run' % (path_fmt % (names[0] if names else before_name))
+
+    def bench_test(entries):
+        # lock.fairness prints fairness_ratio_x1000 too (counted turns); the saturation
+        # figures are lock.bench_wait's.
+        own = [e for e in entries if e['test'] in (None, 'lock.bench_wait')]
+        return own or entries
+
+    def pair(sub, measure, what, better, wording, pick):
+        path = 'lock.%s.' + what
+        b_all = bench_test(results.find(path=path % before_name))
+        a_all = bench_test(results.find(path=path % after_name))
+        if not b_all or not a_all:
+            out.append(not_measured('%s.%s' % (rid, sub), '%s (%s)' % (title, measure), measure,
+                                    missing_one(what, path)))
+            return
+        for b, a, smp, label in pick(b_all, a_all):
+            r = make_ratio('%s.%s' % (rid, sub), '%s (%s)' % (title, label or measure), measure,
+                           before_name, b, after_name, a, better, leg_context(results, smp),
+                           results, wording)
+            r['smp'] = smp
+            r['headline'] = True
+            out.append(r)
+
+    def quietest(b_all, a_all):
+        smps = sorted({e['smp'] for e in b_all} & {e['smp'] for e in a_all})
+        if smps:
+            smp = smps[0]
+            yield ([e for e in b_all if e['smp'] == smp][0],
+                   [e for e in a_all if e['smp'] == smp][0], smp, None)
+
+    def largest(b_all, a_all):
+        smps = sorted({e['smp'] for e in b_all} & {e['smp'] for e in a_all})
+        if smps:
+            smp = smps[-1]
+            yield ([e for e in b_all if e['smp'] == smp][0],
+                   [e for e in a_all if e['smp'] == smp][0], smp, None)
+
+    def by_cpus(b_all, a_all):
+        cpus = sorted({e['attrs'].get('cpus') for e in b_all if isnum(e['attrs'].get('cpus'))}
+                      & {e['attrs'].get('cpus') for e in a_all
+                         if isnum(e['attrs'].get('cpus'))})
+        for c in cpus:
+            if c < 2:
+                continue
+            b, a = _by_cpus(b_all, c), _by_cpus(a_all, c)
+            if b and a:
+                yield b, a, b['smp'], 'throughput, %d CPUs contending' % c
+
+    pair('uncontended', 'uncontended lock+unlock', 'uncontended_cycles', 'lower',
+         ('cheaper', 'dearer'), quietest)
+    pair('throughput', 'throughput', 'throughput', 'higher',
+         ('the throughput', 'less throughput'), by_cpus)
+    pair('fairness', 'max/min acquisitions per CPU under saturation (1 is fair)',
+         'fairness_ratio_x1000', 'lower', ('fairer', 'less fair'), largest)
+    pair('wait_p99', 'p99 acquisition wait under saturation', 'wait_ns.p99', 'lower',
+         ('shorter', 'longer'), largest)
+    return out
+
+
+def scenario_locks(results):
+    """Lock type against lock type (LOCK_PAIRS)."""
+    out = []
+    for rid, title, before_name, after_name in LOCK_PAIRS:
+        out.extend(scenario_lock_pair(results, rid, title, before_name, after_name))
     return {'ratios': out, 'rows': out}
 
 
@@ -423,7 +551,8 @@ def scenario_wakeup(results):
     return {'ratios': out, 'rows': rows}
 
 
-SCENARIOS = (('breakable', scenario_breakable), ('pv', scenario_pv), ('tlb', scenario_tlb),
+SCENARIOS = (('locks', scenario_locks), ('breakable', scenario_breakable), ('pv', scenario_pv),
+             ('tlb', scenario_tlb),
              ('multilock', scenario_multilock), ('wakeup', scenario_wakeup))
 
 

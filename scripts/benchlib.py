@@ -37,11 +37,12 @@ from bench_results import (  # noqa: E402
     human_stats, identity_keys, isnum, leg_label, load_runs, merge_hists, parse_histfile, pick,
     preferred_smp, quantile, read_text, run_hists, run_metrics, summarize, to_us)
 from bench_scenarios import (  # noqa: E402
-    HOST_NAMES, PREEMPT_MODELS, SCENARIOS, WAKEUP_HIST, WAKEUP_METRIC, _load_of, _load_order,
-    _model_of, _model_order, critical_section_note, figure, hist_pseudo, host_brk,
-    host_lock_results, improvement, leg_context, lock_matrix, lock_types, make_ratio,
-    not_measured, paired_factors, parse_metric_lines, peer_table, scenario_breakable,
-    scenario_multilock, scenario_pv, scenario_tlb, scenario_wakeup, wakeup_table)
+    HOST_NAMES, LOCK_PAIRS, PREEMPT_MODELS, PV_HEADLINE_OVERCOMMIT, PV_PAIRS, SCENARIOS,
+    WAKEUP_HIST, WAKEUP_METRIC, _load_of, _load_order, _model_of, _model_order,
+    critical_section_note, figure, hist_pseudo, host_brk, host_lock_results, improvement,
+    leg_context, lock_matrix, lock_types, make_ratio, not_measured, paired_factors,
+    parse_metric_lines, peer_table, scenario_breakable, scenario_locks, scenario_multilock,
+    scenario_pv, scenario_tlb, scenario_wakeup, wakeup_table)
 from bench_plots import (  # noqa: E402
     DECADE_BINS, GNUPLOT_TIMEOUT_S, Plots, draw_plots, gp_string, stat_triplet)
 from bench_html import (  # noqa: E402

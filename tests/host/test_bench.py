@@ -304,6 +304,72 @@ class Ratios(unittest.TestCase):
         wait = [x for x in r if x['id'] == 'pv_vs_plain.max_wait'][0]
         self.assertAlmostEqual(wait['factor'], 5000001 / 2000.0)
 
+    def test_lock_pair_headlines_from_the_run(self):
+        def log(k):
+            lines = []
+            for name, unc, thr, fair, p99 in (('ticket', 60, 100, 1500, 9000),
+                                              ('qspinlock', 40, 150, 1200, 6000)):
+                lines.append('# metric: lock.%s.uncontended_cycles %d cycles debug=0'
+                             % (name, unc + k))
+                for cpus in (1, 2, 4):
+                    lines.append('# metric: lock.%s.throughput %d.000 ops/ms cpus=%d debug=0'
+                                 % (name, thr * cpus, cpus))
+                lines.append('# metric: lock.%s.fairness_ratio_x1000 %d x1000 cpus=4 '
+                             'acquisitions=100 debug=0' % (name, fair))
+                lines.append('# metric: lock.%s.wait_ns.p99 %d ns cpus=4 debug=0'
+                             % (name, p99))
+            return ktap_log([('lock.bench_wait', lines)])
+        runs = [run_entry('lock-smp4-r%d' % (k + 1), 'lock', 4, log(k), rep=k + 1)
+                for k in range(2)]
+        r = benchlib.scenario_locks(benchlib.Results(runs, 2))['ratios']
+        unc = [x for x in r if x['id'] == 'qspinlock_vs_ticket.uncontended'][0]
+        self.assertAlmostEqual(unc['factor'], 60.5 / 40.5)
+        self.assertIn('qspinlock', unc['statement'])
+        self.assertIn('cheaper', unc['statement'])
+        thr = [x for x in r if x['id'] == 'qspinlock_vs_ticket.throughput']
+        self.assertEqual(len(thr), 2)        # 2 and 4 CPUs, not 1
+        self.assertAlmostEqual(thr[0]['factor'], 1.5)
+        fair = [x for x in r if x['id'] == 'qspinlock_vs_ticket.fairness'][0]
+        self.assertAlmostEqual(fair['factor'], 1.25)
+        p99 = [x for x in r if x['id'] == 'qspinlock_vs_ticket.wait_p99'][0]
+        self.assertAlmostEqual(p99['factor'], 1.5)
+        self.assertTrue(all(x['headline'] for x in r))
+
+    def test_lock_pair_missing_type_is_not_measured(self):
+        r = benchlib.scenario_locks(benchlib.Results(lock_runs(), 1))['ratios']
+        self.assertTrue(r)
+        for x in r:
+            self.assertEqual(x['status'], 'not measured')
+            self.assertRegex(x['statement'], r'no metric lock\.(qspinlock|ticket)\.')
+        self.assertTrue(any('lock.qspinlock.' in x['statement'] for x in r))
+
+    def test_pv_pairs_at_2x_and_4x(self):
+        def log(smp, k):
+            lines = []
+            for name, thr, wait in (('pvticket', 50, 4000000), ('pvqspinlock', 80, 1000000),
+                                    ('ticket', 5, 90000000)):
+                lines.append('# metric: lock.%s.overcommit_throughput %d.000 ops/ms cpus=%d '
+                             'host_cpus=2 ops=1' % (name, thr + k, smp))
+                lines.append('# metric: lock.%s.overcommit_wait_max_ns %d ns cpus=%d '
+                             'host_cpus=2 ops=1' % (name, wait, smp))
+            return ktap_log([('lock.pv_overcommit', lines)])
+        runs = [run_entry('lock-smp%d-r1' % smp, 'lock', smp, log(smp, 0)) for smp in (4, 8)]
+        r = benchlib.scenario_pv(benchlib.Results(runs, 2))['ratios']
+        pvq = [x for x in r if x['id'].startswith('pvqspinlock_vs_pvticket.')]
+        heads = sorted((x['id'], x['smp']) for x in pvq if x['headline'])
+        self.assertEqual(heads, [('pvqspinlock_vs_pvticket.max_wait', 4),
+                                 ('pvqspinlock_vs_pvticket.max_wait', 8),
+                                 ('pvqspinlock_vs_pvticket.throughput', 4),
+                                 ('pvqspinlock_vs_pvticket.throughput', 8)])
+        wait = [x for x in pvq if x['id'].endswith('max_wait')][0]
+        self.assertAlmostEqual(wait['factor'], 4.0)
+        self.assertIn('lock.pv_overcommit', wait['measure'])
+        self.assertIn('4.0x overcommitted', [x for x in pvq if x['smp'] == 8][0]['context'])
+        # The seed's pair keeps its own rows; its max wait needs the bench_wait histograms.
+        self.assertTrue(any(x['id'] == 'pv_vs_plain.throughput' and x['headline'] for x in r))
+        missing = [x for x in r if x['id'] == 'pv_vs_plain.max_wait'][0]
+        self.assertEqual(missing['status'], 'not measured')
+
     def test_multilock_below_one_is_worse(self):
         runs = lock_runs()
         r = benchlib.scenario_multilock(benchlib.Results(runs, 1))['ratios'][0]
@@ -464,6 +530,10 @@ class Plan(unittest.TestCase):
         self.assertIn('shootdown=lazy', [l for l in legs if l.conditional][0].cmdline)
         big = bench.plan('quick', 16)
         self.assertIn(('overcommit', 32), [(l.group, l.smp) for l in big])
+        self.assertIn(('overcommit', 64), [(l.group, l.smp) for l in big])
+        # 2x is the quick lock leg on 2 CPUs; 4x needs a leg of its own.
+        self.assertEqual([l.smp for l in bench.plan('quick', 2) if l.group == 'overcommit'],
+                         [8])
         self.assertEqual({l.smp for l in bench.plan('quick', 2) if l.group == 'sched'}, {2})
         self.assertEqual({l.smp for l in legs if l.group == 'tlb'}, {4})
 
