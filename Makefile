@@ -1,31 +1,40 @@
 # locklab: build the kernel and its ISO, boot it, test it.
 #
+#   make help   every target and variable, with its default: the text after `##` below
 #   make deps   install what is missing (Debian/Ubuntu, as root)
 #   make        build/locklab.elf and the hybrid BIOS+UEFI build/locklab.iso
-#   make run    boot it in QEMU and stream the KTAP report (SMP, ACCEL, FW, CMDLINE, MACHINE, MEM)
+#   make run    boot it in QEMU: a per-test view on a terminal, the KTAP console otherwise
 #   make test   host unit tests, then the boot matrix; last line "N passed, N failed"
 #   make bench  the benchmark matrix into build/bench/ (BENCH=full|quick, BENCH_REPEAT)
+#
+# A target's one-line description follows `##` on its line; so does a user variable's, as
+# `VAR ?= default ## description`.  Make keeps the blanks before a comment in the value: values
+# that must have none are stripped below.
 
-CROSS_COMPILE ?=
+CROSS_COMPILE ?= ## prefix of the cross toolchain (e.g. x86_64-linux-gnu-)
+override CROSS_COMPILE := $(strip $(CROSS_COMPILE))
 ifeq ($(origin CC),default)
 CC := $(CROSS_COMPILE)gcc
 endif
 LD := $(CROSS_COMPILE)ld
 NM := $(CROSS_COMPILE)nm
-NASM ?= nasm
-PYTHON ?= python3
-BUILD := build
+NASM ?= nasm ## the assembler
+PYTHON ?= python3 ## the host scripts' Python
+BUILD := build ## build directory (e.g. BUILD=build/me beside others' builds)
+override BUILD := $(strip $(BUILD))
 
-SMP ?= 4
-ACCEL ?= auto
+SMP ?= 4 ## make run: vCPUs
+ACCEL ?= auto ## make run, bench: auto (KVM only where hardware-backed), kvm or tcg
 CLOCK ?= real ## guest time: real, or virtual (single-threaded TCG with -icount; docs/clock.md)
-FW ?= bios
-MACHINE ?= q35
-MEM ?=
-CMDLINE ?=
+FW ?= bios ## make run: firmware, bios or uefi
+MACHINE ?= q35 ## make run: QEMU machine, q35 or pc
+MEM ?= ## make run: guest RAM in MB (default 512, at least 32 per vCPU)
+CMDLINE ?= ## make run: kernel options, e.g. CMDLINE='tests=lock.* seed=7' (docs/CONTRACT.md)
+VERBOSE ?= ## make run: 1 streams the raw serial console on a terminal too
 
 # Debug options for the lock code are on for tests; `make bench` turns them off.
-LOCK_DEBUG ?= 1
+LOCK_DEBUG ?= 1 ## 1: lock debug and statistics compiled in (tests); 0: without (bench)
+override LOCK_DEBUG := $(strip $(LOCK_DEBUG))
 
 CFLAGS := -std=gnu11 -ffreestanding -nostdlib -mno-red-zone -mgeneral-regs-only \
 	-mcmodel=kernel -fno-pic -fno-pie -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer \
@@ -40,7 +49,7 @@ CFLAGS += -DLOCK_MAX_CPUS=256
 LDFLAGS := -nostdlib -z max-page-size=0x1000 -z noexecstack --no-warn-rwx-segments
 NASMFLAGS := -f elf64 -g
 
-SKIP_SRCS ?=
+SKIP_SRCS ?= ## sources or directories left out of the kernel build
 C_SRCS := $(sort $(filter-out $(addsuffix /%,$(SKIP_SRCS)) $(SKIP_SRCS), \
 	$(shell find kernel tests/kernel -name '*.c')))
 ASM_SRCS := $(sort $(filter-out $(addsuffix /%,$(SKIP_SRCS)) $(SKIP_SRCS), \
@@ -50,8 +59,20 @@ OBJS := $(patsubst %.c,$(BUILD)/%.o,$(C_SRCS)) $(patsubst %.asm,$(BUILD)/%.o,$(A
 ELF := $(BUILD)/locklab.elf
 ISO := $(BUILD)/locklab.iso
 
-.PHONY: all deps run test host-test matrix pxe test-pxe clean format format-check
-all: $(ELF) $(ISO)
+.PHONY: all deps run test host-test matrix pxe test-pxe clean format format-check help
+all: $(ELF) $(ISO) ## build the kernel and the hybrid BIOS+UEFI ISO (the default target)
+
+# `make help`: the `##` texts of every makefile read, targets first, then variables with their
+# defaults, so the list cannot drift from the Makefile.
+help: ## this list
+	@echo 'Targets:'
+	@awk '/^[A-Za-z0-9_.-]+:.*## / { d = substr($$0, index($$0, "## ") + 3); \
+		split($$0, t, ":"); printf "  %-18s %s\n", t[1], d }' $(MAKEFILE_LIST)
+	@echo 'Variables (make VAR=value), with their defaults:'
+	@awk '/^[A-Z_]+ *[:?]?= *[^#]*## / { i = index($$0, "## "); d = substr($$0, i + 3); \
+		v = substr($$0, 1, i - 1); n = v; sub(/ *[:?]?=.*/, "", n); \
+		sub(/^[^=]*= */, "", v); sub(/ +$$/, "", v); \
+		printf "  %-18s %s\n", n "=" v, d }' $(MAKEFILE_LIST)
 
 deps: ## install what is missing (Debian 12/13, Ubuntu 24.04; as root, else prints the commands)
 	@scripts/deps.sh
@@ -109,7 +130,7 @@ $(ISO): $(ELF) iso/grub.cfg
 # Network boot tree: GRUB's netboot images for BIOS (core.0) and UEFI
 # (core.efi), its config and the kernel, ready for a TFTP server.
 PXE := $(BUILD)/pxe
-pxe: $(PXE)/boot/locklab.elf
+pxe: $(PXE)/boot/locklab.elf ## TFTP tree in build/pxe/ (BIOS and UEFI GRUB netboot)
 $(PXE)/boot/locklab.elf: $(ELF) iso/grub-pxe.cfg
 	@rm -rf $(PXE)
 	@mkdir -p $(PXE)/boot/grub
@@ -120,28 +141,31 @@ $(PXE)/boot/locklab.elf: $(ELF) iso/grub-pxe.cfg
 	@cp $(ELF) $@
 
 RUN_ARGS = --smp $(SMP) --accel $(ACCEL) --clock $(CLOCK) --firmware $(FW) --machine $(MACHINE) \
-	$(if $(MEM),--memory $(MEM)) $(if $(CMDLINE),--cmdline '$(CMDLINE)')
+	$(if $(strip $(MEM)),--memory $(MEM)) $(if $(strip $(CMDLINE)),--cmdline '$(CMDLINE)') \
+	$(if $(filter 1,$(VERBOSE)),--verbose)
 
-run: deps
+# On a terminal the runner shows one line per test and a summary (VERBOSE=1: the console);
+# piped or under CI it streams the KTAP console.  The log is build/last.log either way.
+run: deps ## build, boot in QEMU and report (SMP, ACCEL, CLOCK, FW, MACHINE, MEM, CMDLINE, VERBOSE)
 	@$(MAKE) --no-print-directory all
 	scripts/run-qemu --iso $(ISO) $(RUN_ARGS) --log $(BUILD)/last.log
 
-test: deps
+test: deps ## host unit tests, then the boot matrix (tests/matrix.txt); "N passed, N failed" last
 	@$(MAKE) --no-print-directory all pxe $(BUILD)/host/test_cmdline
 	@scripts/test-matrix
 
-test-pxe: deps
+test-pxe: deps ## boot the PXE tree in QEMU over its built-in TFTP (BIOS and UEFI)
 	@$(MAKE) --no-print-directory pxe
 	@scripts/test-matrix --only 'pxe-*'
 
 # The report of the last `make run` (build/last.log): JSON, cyclictest-format histograms,
 # gnuplot PNGs and build/report/index.html (docs/reports.md).
 .PHONY: report test-lava
-report:
+report: ## the last make run's log as JSON, histograms, PNG plots, HTML in build/report/
 	@scripts/report $(BUILD)/last.log
 
 # The LAVA QEMU job run by a local lava-run and checked against the KTAP (docs/lava.md).
-test-lava: deps
+test-lava: deps ## the LAVA QEMU job under a local lava-run, every KTAP result checked
 	@$(MAKE) --no-print-directory all
 	@scripts/lava/test-lava
 
@@ -151,11 +175,11 @@ test-lava: deps
 # (report.html, report.json, plots).  BENCH=quick is the short version; BENCH_REPEAT, BENCH_SMP,
 # BENCH_SCENARIO_SMP, BENCH_BUDGET and BENCH_HOST_THREADS reach scripts/bench from the command
 # line through the environment.
-BENCH ?= full
-BENCH_REPEAT ?=
+BENCH ?= full ## make bench: full or quick
+BENCH_REPEAT ?= ## make bench: boots per leg (default: the mode's)
 BENCH_KERNEL = $(BUILD)/bench-kernel
 .PHONY: bench
-bench: deps
+bench: deps ## the benchmark matrix into build/bench/ (report.html, report.json, plots)
 	@$(MAKE) --no-print-directory BUILD=$(BENCH_KERNEL) LOCK_DEBUG=0 all
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory $(LOCKS_PLAIN_BIN) $(LOCKS_PEERS_BIN)
@@ -163,7 +187,7 @@ bench: deps
 		--accel $(ACCEL) --iso $(BENCH_KERNEL)/locklab.iso --out $(BUILD)/bench \
 		--debug-iso $(BUILD)/locklab.iso
 
-host-test: $(BUILD)/host/test_cmdline
+host-test: $(BUILD)/host/test_cmdline ## the host unit tests only (Python and the cmdline parser)
 	$(PYTHON) -m unittest discover -s tests/host -p 'test_*.py'
 	$(BUILD)/host/test_cmdline
 
@@ -173,12 +197,12 @@ $(BUILD)/host/test_cmdline: tests/host/test_cmdline.c kernel/cmdline.c include/c
 		-o $@ tests/host/test_cmdline.c kernel/cmdline.c
 
 FORMAT_SRCS = $(shell find boot kernel include tests -name '*.[ch]')
-format:
+format: ## clang-format the C sources in place
 	clang-format -i $(FORMAT_SRCS)
-format-check:
+format-check: ## check the C sources' format (make test does)
 	clang-format --dry-run -Werror $(FORMAT_SRCS)
 
-clean:
+clean: ## remove the build directory (BUILD)
 	rm -rf $(BUILD)
 
 # The lock primitives built for the host with pthreads, under ThreadSanitizer.

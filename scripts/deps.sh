@@ -19,7 +19,7 @@ set -eu
 PACKAGES="gcc libc6-dev make binutils nasm clang-format git \
 grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools \
 qemu-system-x86 ovmf ipxe-qemu \
-python3 python3-yaml gnuplot-nox lava-dispatcher rt-tests libck-dev"
+python3 python3-yaml gnuplot-nox lava-dispatcher rt-tests libck-dev tmux"
 
 # QEMU's TCG emulates x2APIC from 8.1 on.  LOCKLAB_KEEP_QEMU=1 keeps an
 # older system QEMU (the x2APIC legs then fail).
