@@ -400,6 +400,8 @@ static __attribute__((noinline)) void pvq_unlock_slow(struct pvqspinlock *l, uin
 		lock_panic("pvqspinlock %p: unlock with locked byte %u", (void *)l, byte);
 	e = pvq_hash_find(l);
 	node = __atomic_load_n(&e->node, __ATOMIC_ACQUIRE);
+	if (!node)
+		lock_panic("pvqspinlock %p: hash entry without its node", (void *)l);
 	cpu = node->cpu;
 	pvq_hash_del(e);
 	__atomic_store_n(&node->wait, H_KICKED, __ATOMIC_SEQ_CST);
@@ -481,6 +483,14 @@ static unsigned pvq_type_spin_threshold(unsigned spins)
 	pvq_spin_threshold = spins;
 	return old;
 }
+static void pvq_type_counts(uint64_t *halts, uint64_t *kicks)
+{
+	struct pvq_stats s;
+
+	pvq_stats_get(&s);
+	*halts = s.halts_queue + s.halts_head;
+	*kicks = s.kicks_queue + s.kicks_head;
+}
 static const struct lock_stat *pvq_type_stat(const void *l)
 {
 #ifdef LOCK_STAT
@@ -507,5 +517,6 @@ static const struct lock_type pvq_type = {
     .pv_of = "qspinlock",
     .spin_threshold = pvq_type_spin_threshold,
     .stat = pvq_type_stat,
+    .pv_counts = pvq_type_counts,
 };
 LOCK_TYPE_REGISTER(pvq_type);
