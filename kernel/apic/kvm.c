@@ -223,6 +223,9 @@ void kvm_pv_init(void)
 		return;
 	if (!kvm_has(KVM_FEATURE_PV_UNHALT)) {
 		kprintf("# kvm: no PV unhalt: PV locks kick by IPI\n");
+	} else if (!lapic_timer_hz) {
+		kprintf(
+		    "# kvm: no LAPIC tick to watch the hypercall probe: PV locks kick by IPI\n");
 	} else if (!(hypercall_page = map_hypercall_page())) {
 		kprintf("# kvm: no page for the hypercall: PV locks kick by IPI\n");
 	} else {
