@@ -158,6 +158,12 @@ test-pxe: deps ## boot the PXE tree in QEMU over its built-in TFTP (BIOS and UEF
 	@$(MAKE) --no-print-directory pxe
 	@scripts/test-matrix --only 'pxe-*'
 
+# Functional KVM leg (docs/kvm.md): 2 vCPUs, once per CPU vendor; a SKIP line without /dev/kvm.
+.PHONY: test-kvm
+test-kvm: deps ## functional KVM leg on /dev/kvm: time source, PV kick by hypercall, both vendors
+	@$(MAKE) --no-print-directory all
+	@scripts/test-kvm --iso $(ISO) --logdir $(BUILD)
+
 # The report of the last `make run` (build/last.log): JSON, cyclictest-format histograms,
 # gnuplot PNGs and build/report/index.html (docs/reports.md).
 .PHONY: report test-lava
