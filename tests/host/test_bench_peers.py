@@ -157,6 +157,13 @@ class Table(unittest.TestCase):
         rows = {r['type']: r for r in g['rows']}
         self.assertAlmostEqual(rows['ticket']['over_floor']['median'], 21.0)
         self.assertAlmostEqual(rows['ticket']['debug_over_bench']['ratio'], 220 / 105.0)
+        self.assertEqual(rows['ticket']['debug_over_bench_basis'], 'cycles')
+        # With the debug boot's own floor multiple, the boots' speeds cancel out.
+        debug += '# metric: lock.ticket.uncontended_floor_x1000 84000 x1000 debug=1\n'
+        g = self.section(canned(), results, debug)['guest']
+        rows = {r['type']: r for r in g['rows']}
+        self.assertAlmostEqual(rows['ticket']['debug_over_bench']['ratio'], 84000 / 21000.0)
+        self.assertEqual(rows['ticket']['debug_over_bench_basis'], 'x floor')
         self.assertIsNone(rows['pvticket']['over_floor'])
         self.assertEqual(g['pv_target']['status'], 'met')
 
