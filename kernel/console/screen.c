@@ -99,7 +99,9 @@ static void verdict(struct screen *s, const char *word, size_t len)
 	int fit = s->rows - 1 - top; /* leave the last row for the cursor */
 	int first = used - fit > s->top ? used - fit : s->top;
 	int moved = used - first;
-	for (int i = 0; i < moved; i++) {
+	/* Rows move down when the report was shorter than the screen: copy from the end. */
+	for (int k = 0; k < moved; k++) {
+		int i = top > first ? moved - 1 - k : k;
 		memmove(s->text[top + i], s->text[first + i], (size_t)s->cols);
 		memmove(s->colour[top + i], s->colour[first + i], (size_t)s->cols);
 	}
