@@ -232,7 +232,8 @@ class Templates(unittest.TestCase):
         boot = job['actions'][1]['boot']
         self.assertEqual(boot['method'], 'grub')
         self.assertEqual(boot['commands'][1],
-                         "multiboot2 (tftp,{SERVER_IP})/{KERNEL} exit=halt 'tests=lock.*'")
+                         "multiboot2 (tftp,{SERVER_IP})/{KERNEL} $locklab_options exit=halt "
+                         "'tests=lock.*'")
         self.assertEqual(job['actions'][0]['deploy']['to'], 'tftp')
 
 
