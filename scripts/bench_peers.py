@@ -402,8 +402,10 @@ def store_forwarding(entries):
             'the width of the store does not matter, its address does' if abs(width['ratio'] - 1)
             < 0.1 else 'the width of the store matters',
             'The ticket locks\' extra tight-loop cost is a store-to-locked-load artefact of '
-            'back-to-back acquisitions of one word, which work between acquisitions (or a '
-            'layout with head and tail in separate words) removes.' if artefact else
+            'back-to-back acquisitions of one word, which a layout with head and tail in '
+            'separate words removes and work between acquisitions %s.' % (
+                'removes too' if packed_w and packed_w['ratio'] < 1.1 else
+                'reduces (to %s here)' % ratio_text(packed_w)) if artefact else
             'The probes do not show a store-forwarding artefact on this host.'))
     return out
 
