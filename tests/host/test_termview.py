@@ -93,14 +93,22 @@ class OnATerminal(unittest.TestCase):
     def screen(self):
         return self.tmux('capture-pane', '-p', '-t', self.session)
 
+    def exit_code(self):
+        """The runner's exit code once the shell in the pane wrote it, else None."""
+        try:
+            with open(self.done) as code:
+                text = code.read().strip()
+        except FileNotFoundError:
+            return None
+        return int(text) if text else None
+
     def wait_exit(self, limit=40):
         deadline = time.monotonic() + limit
-        while not os.path.exists(self.done) or not open(self.done).read().strip():
+        while self.exit_code() is None:
             self.assertLess(time.monotonic(), deadline, self.screen())
             time.sleep(0.2)
         time.sleep(0.3)
-        with open(self.done) as code:
-            return int(code.read()), self.screen()
+        return self.exit_code(), self.screen()
 
     def wait_for(self, text, limit=30):
         deadline = time.monotonic() + limit
