@@ -94,6 +94,7 @@ static struct pvq_node pvq_nodes[LOCK_MAX_CPUS][LOCK_MAX_NESTING];
 static struct pvq_hash_entry pvq_hash[PVQ_HASH_SIZE];
 static struct pvq_stats pvq_stats;
 unsigned int pvq_spin_threshold = PVQ_SPIN_THRESHOLD;
+bool pvq_lose_kicks;
 
 static inline void stat_inc(uint64_t *c)
 {
@@ -398,6 +399,11 @@ static __attribute__((noinline)) void pvq_unlock_slow(struct pvqspinlock *l, uin
 
 	if (byte != PVQ_SLOW)
 		lock_panic("pvqspinlock %p: unlock with locked byte %u", (void *)l, byte);
+	if (lock_unlikely(__atomic_load_n(&pvq_lose_kicks, __ATOMIC_RELAXED))) {
+		/* WRONG ON PURPOSE (tests): the sleeping head is neither found nor kicked. */
+		__atomic_store_n(&l->q.locked, 0, __ATOMIC_RELEASE);
+		return;
+	}
 	e = pvq_hash_find(l);
 	node = __atomic_load_n(&e->node, __ATOMIC_ACQUIRE);
 	if (!node)

@@ -47,6 +47,13 @@ struct pvq_stats {
 };
 
 extern unsigned int pvq_spin_threshold; /* PVQ_SPIN_THRESHOLD; tests may lower it */
+/*
+ * DELIBERATELY BROKEN while set (tests only): unlock releases a lock whose
+ * head sleeps without waking it, so that the lost-kick audit has something
+ * to catch.  The head then wakes only by an unrelated interrupt (kernel: its
+ * timer tick) or the host's 5 ms halt timeout.
+ */
+extern bool pvq_lose_kicks;
 
 void pvq_lock_init(struct pvqspinlock *l);
 void pvq_lock(struct pvqspinlock *l);

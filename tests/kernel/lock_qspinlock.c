@@ -16,6 +16,8 @@
  *                          lowered so that waiters and queue heads halt: no
  *                          exclusion failure, halts and kicks happen, and the
  *                          lost-kick audit counts zero;
+ *   pvqspinlock_lost_kick_caught (XFAIL) the same with unlock dropping the
+ *                          sleeping head's kick: the audit must count it;
  *   qspinlock_broken_caught (XFAIL) the tail published before the node is
  *                          initialised: the same torture must catch it;
  *   qspinlock_figures      (manual) uncontended cost, throughput by CPU
@@ -356,6 +358,7 @@ KTEST(lock, qspinlock_torture, .timeout_ms = 15000)
 
 #define AUDIT_THRESHOLD 64 /* spins: waiters and heads halt almost at once */
 #define AUDIT_ROUNDS 2
+#define BROKEN_AUDIT_ROUNDS 8
 
 KTEST(lock, pvqspinlock_lost_kick_audit, .min_cpus = 2, .timeout_ms = 20000)
 {
@@ -365,12 +368,7 @@ KTEST(lock, pvqspinlock_lost_kick_audit, .min_cpus = 2, .timeout_ms = 20000)
 	int64_t fails = 0;
 
 	pvq_stats_reset();
-	/*
-	 * Under clock=virtual a waiter's PAUSE hands its turn to the other
-	 * vCPUs, the holder among them: 64 spins are 64 rounds, and nobody ever
-	 * halts.  One spin still leaves a waiter behind a queue to sleep.
-	 */
-	pvq_spin_threshold = config.clock == CLOCK_VIRTUAL ? 1 : AUDIT_THRESHOLD;
+	pvq_spin_threshold = AUDIT_THRESHOLD;
 	for (int round = 0; round < AUDIT_ROUNDS && !fails && !kt_failed(); round++)
 		fails = torture(&qt_pvq, 0, TORTURE_MS, true);
 	pvq_spin_threshold = saved;
@@ -393,6 +391,36 @@ KTEST(lock, pvqspinlock_lost_kick_audit, .min_cpus = 2, .timeout_ms = 20000)
 	KT_EXPECT(s.halts_queue + s.halts_head > 0);
 	KT_EXPECT(s.kicks_queue + s.kicks_head > 0);
 	KT_EXPECT(!pvq_is_locked(&qa.pv));
+}
+
+/* The audit must be able to fail: with unlock dropping the head's kick it must count. */
+KTEST(lock, pvqspinlock_lost_kick_caught, .min_cpus = 2, .timeout_ms = 20000, .flags = KT_XFAIL,
+      .reason = "an unlock that releases a lock whose queue head sleeps without kicking it: "
+                "the lost-kick audit must count the sleeper")
+{
+	unsigned saved = pvq_spin_threshold;
+	struct pvq_stats s = {0};
+	int64_t fails = 0;
+	int rounds = 0;
+
+	pvq_stats_reset();
+	pvq_spin_threshold = AUDIT_THRESHOLD;
+	pvq_lose_kicks = true;
+	while (rounds < BROKEN_AUDIT_ROUNDS && !s.lost_kicks && fails == 0 && !kt_failed()) {
+		fails = torture(&qt_pvq, 0, TORTURE_MS, true);
+		rounds++;
+		pvq_stats_get(&s);
+	}
+	pvq_lose_kicks = false;
+	pvq_spin_threshold = saved;
+	kprintf("# lock: pvqspinlock with kicks dropped: %lu lost kicks counted after %d "
+	        "round(s), %lu head halts\n",
+	        s.lost_kicks, rounds, s.halts_head);
+	if (fails > 0)
+		kt_fail(__FILE__, __LINE__, "pvqspinlock: %ld exclusion violations", (long)fails);
+	if (s.lost_kicks)
+		kt_fail(__FILE__, __LINE__, "pvqspinlock: %lu sleepers lost their kick",
+		        s.lost_kicks);
 }
 
 /* ---- The deliberately broken qspinlock. */

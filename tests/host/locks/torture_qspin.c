@@ -6,6 +6,8 @@
  *   pvqspinlock_no_lost_kicks  threshold lowered to 64 spins: queue heads halt
  *                              on the lock word and are kicked, and the
  *                              lost-kick audit counts zero;
+ *   pvqspinlock_lost_kick_caught  the same with unlock dropping the sleeping
+ *                              head's kick: the audit must count it (XFAIL);
  *   qspinlock_broken_caught_tsan  the deliberately broken qspinlock must be
  *                              caught in this (ThreadSanitizer) build too.
  *
@@ -108,6 +110,36 @@ static struct result t_pvqspinlock(void)
 	return passed();
 }
 
+/* The audit must be able to fail: with unlock dropping the head's kick it must count. */
+static struct result t_pvq_lose_kicks(void)
+{
+	unsigned int saved = pvq_spin_threshold;
+	struct pvq_stats st = {0};
+	uint64_t fail = 0;
+	int run = 0;
+
+	if (nthreads < 2)
+		return verdict(SKIP, "one thread never waits");
+	pvq_stats_reset();
+	pvq_spin_threshold = PVQ_TEST_THRESHOLD;
+	pvq_lose_kicks = true;
+	while (run < 5 && !st.lost_kicks && !fail) {
+		fail = excl_run(&ops_pvq, run_ms / 2, true);
+		run++;
+		pvq_stats_get(&st);
+	}
+	pvq_lose_kicks = false;
+	pvq_spin_threshold = saved;
+	if (fail)
+		return verdict(FAIL, "%llu exclusion failures", (unsigned long long)fail);
+	if (st.lost_kicks)
+		return verdict(XFAIL,
+		               "unlock dropping the sleeping head's kick: %llu lost kicks "
+		               "counted in %d run(s)",
+		               (unsigned long long)st.lost_kicks, run);
+	return verdict(FAIL, "kicks dropped, yet the audit counted none in %d runs", run);
+}
+
 /* ---- the deliberately broken qspinlock ------------------------------------ */
 
 #define BROKEN_RUNS 10
@@ -164,4 +196,5 @@ static struct result t_qspinlock_broken(void)
 
 HOST_TEST("qspinlock_paths", t_qspinlock);
 HOST_TEST("pvqspinlock_no_lost_kicks", t_pvqspinlock);
+HOST_TEST("pvqspinlock_lost_kick_caught", t_pvq_lose_kicks);
 HOST_TEST("qspinlock_broken_caught_tsan", t_qspinlock_broken);
