@@ -253,7 +253,7 @@ Signed-By: $signedby}"
 fi
 
 if [ "$(id -u)" != 0 ]; then
-	echo "deps: missing:${missing:- none}${newfile:+; QEMU ${have:-(none)} needs bookworm-backports}" >&2
+	echo "deps: missing:${missing:- none}${newfile:+; qemu-system-x86 must come from bookworm-backports (Debian 12's QEMU 7.2 has no x2APIC under TCG)}" >&2
 	echo "deps: run as root:  make deps   (it runs:)" >&2
 	if [ -n "$newfile" ]; then
 		printf "deps:   printf '%%s\\\\n' '%s' > %s\n" "$content" "$newfile" >&2
