@@ -146,6 +146,10 @@ class DepsCase(unittest.TestCase):
                       'qemu-system-x86', [c.replace(' -o DPkg::Lock::Timeout=300', '')
                                           for c in self.calls])
 
+    def test_script_is_executable(self):
+        # `make deps` runs it directly: without the mode bit every make target fails.
+        self.assertTrue(os.access(DEPS, os.X_OK), DEPS + ' is not executable')
+
     # --- Debian 12: backports written in the system's own format -------------------------
 
     def test_deb822_only(self):
