@@ -244,6 +244,8 @@ bool tsc_calibrate(const char **source, uint64_t *tsc_rate, uint64_t *lapic_fp)
 	return ok;
 }
 
+#define EDGE_TIMEOUT_NS NSEC_PER_SEC
+
 static volatile uint64_t edge_tsc;
 
 static void edge_handler(struct trapframe *tf)
@@ -253,19 +255,27 @@ static void edge_handler(struct trapframe *tf)
 	lapic_eoi();
 }
 
-/* TSC cycles from writing `counts` to the initial count to the timer's interrupt. */
+/*
+ * TSC cycles from writing `counts` to the initial count to the timer's
+ * interrupt; 0 if none came within EDGE_TIMEOUT_NS.  The windows below are
+ * milliseconds long, so spinning for the edge costs little.
+ */
 static uint64_t cycles_to_edge(uint32_t counts)
 {
+	uint64_t limit = ns_to_tsc(EDGE_TIMEOUT_NS);
+
 	edge_tsc = 0;
 	apic_write(APIC_LVT_TIMER, VEC_TIMER); /* one-shot, unmasked */
 	apic_write(APIC_TIMER_DIV, APIC_TIMER_DIV_1);
 	uint64_t start = rdtsc();
 	apic_write(APIC_TIMER_INIT, counts);
-	/* Only this CPU is up: halting lets virtual time jump to the edge. */
-	while (!edge_tsc)
-		__asm__ volatile("sti; hlt; cli" ::: "memory");
+	local_irq_enable();
+	while (!edge_tsc && rdtsc() - start < limit)
+		cpu_relax();
+	local_irq_disable();
 	apic_write(APIC_LVT_TIMER, APIC_LVT_MASKED | VEC_TIMER);
-	return edge_tsc - start;
+	apic_write(APIC_TIMER_INIT, 0);
+	return edge_tsc ? edge_tsc - start : 0;
 }
 
 /*
@@ -282,9 +292,11 @@ static uint64_t lapic_calibrate_by_edge(unsigned ms)
 	uint64_t probe = 1u << 20, cycles = cycles_to_edge((uint32_t)probe);
 	uint64_t want = probe * ns_to_tsc((uint64_t)ms * NSEC_PER_MSEC) / (cycles ? cycles : 1);
 	uint32_t n = (uint32_t)(want < probe ? probe : want > 0x7fffffffu ? 0x7fffffffu : want);
-	uint64_t one = cycles_to_edge(n), two = cycles_to_edge(2 * n);
+	uint64_t one = cycles ? cycles_to_edge(n) : 0, two = one ? cycles_to_edge(2 * n) : 0;
 	register_irq_handler(VEC_TIMER, NULL); /* time_init installs the tick's */
 	local_irq_restore(flags);
+	if (!cycles || !one || !two)
+		kprintf("# time: the LAPIC timer's interrupt did not come within 1 s: no timer\n");
 	return two > one ? ((uint64_t)n << 32) / (two - one) : 0;
 }
 
