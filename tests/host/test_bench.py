@@ -335,6 +335,18 @@ class Ratios(unittest.TestCase):
         self.assertAlmostEqual(p99['factor'], 1.5)
         self.assertTrue(all(x['headline'] for x in r))
 
+    def test_lock_pair_p99_from_the_histograms(self):
+        lines = hist_lines('lock.ticket.wait', [(0, [50]), (2000, [30]), (4000, [20])],
+                           bucket=2000) + \
+            hist_lines('lock.qspinlock.wait', [(0, [100])], bucket=2000)
+        runs = [run_entry('lock-smp4-r1', 'lock', 4, ktap_log([('lock.bench_wait', lines)]))]
+        r = benchlib.scenario_locks(benchlib.Results(runs, 2))['ratios']
+        p99 = [x for x in r if x['id'] == 'qspinlock_vs_ticket.wait_p99'][0]
+        self.assertEqual(p99['status'], 'measured')
+        # ticket: 99 of 100 falls in the last bucket, 95% of its way; qspinlock: 99% of 2 us.
+        self.assertAlmostEqual(p99['factor'], 5900.0 / 1980.0)
+        self.assertIn('lock.bench_wait', p99['measure'])
+
     def test_lock_pair_missing_type_is_not_measured(self):
         r = benchlib.scenario_locks(benchlib.Results(lock_runs(), 1))['ratios']
         self.assertTrue(r)

@@ -85,8 +85,8 @@ static void check_stat(struct lt_sub *s, const struct lt_lock *lk)
 
 static void exclusion_one(struct lt_sub *s, const struct lock_type *t)
 {
+	uint64_t fails = 0, halts0 = 0, kicks0 = 0, halts = 0, kicks = 0;
 	unsigned saved = 0;
-	uint64_t fails = 0;
 	struct lt_lock lk;
 	bool ok = true;
 	int round = 0;
@@ -102,6 +102,8 @@ static void exclusion_one(struct lt_sub *s, const struct lock_type *t)
 	}
 	if (t->spin_threshold)
 		saved = t->spin_threshold(TORTURE_PV_SPINS);
+	if (t->pv_counts)
+		t->pv_counts(&halts0, &kicks0);
 	do {
 		if (round)
 			lt_use(&lk, t, 0);
@@ -110,6 +112,15 @@ static void exclusion_one(struct lt_sub *s, const struct lock_type *t)
 	} while (lt_broken(t) && ok && !fails && round < BROKEN_MAX_ROUNDS);
 	if (t->spin_threshold)
 		t->spin_threshold(saved);
+	if (t->pv_counts) {
+		t->pv_counts(&halts, &kicks);
+		kprintf("    # %s: threshold=%d halts=%lu kicks=%lu\n", t->name, TORTURE_PV_SPINS,
+		        halts - halts0, kicks - kicks0);
+		/* With the threshold this low, some waiter must have taken the halt path. */
+		if (ok && lt.ncpus > 1 && !lt_broken(t) && halts == halts0)
+			lt_sub_fail(s, t, "no waiter halted with a threshold of %d spins",
+			            TORTURE_PV_SPINS);
+	}
 	if (!ok)
 		lt_sub_fail(s, t, "the run did not complete");
 	else if (fails)
