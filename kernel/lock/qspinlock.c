@@ -62,8 +62,12 @@
  * the last head empties it with a compare-and-swap).  So at any moment at
  * most one CPU may store the locked byte.
  *
- * Fairness: the queue is FIFO; the pending CPU and fast-path newcomers
- * overtake it, one at a time, when they find the lock free.
+ * Fairness: FIFO in the order contenders reach the word.  The fast path
+ * and the pending bit are open only while nobody is queued (a tail in the
+ * word sends every newcomer to the queue, and trylock needs the word 0), so
+ * the pending CPU is simply the second in line and nobody overtakes the
+ * queue.  The word cannot say how many CPUs queue (the tail names only the
+ * last), so the type has no queue_len: the suites report its fairness.
  */
 #include "qspinlock.h"
 #include "registry.h"
@@ -330,7 +334,7 @@ static const struct lock_type qspin_type = {
     .name = "qspinlock",
     .origin = "Linux 4.2, a33fda35e3a7 \"locking/qspinlock: Introduce a simple generic 4-byte "
               "queued spinlock\" (Waiman Long, Peter Zijlstra, 2015)",
-    .props = LOCK_PROP_PERCPU_NODE | LOCK_PROP_IRQ_SAFE,
+    .props = LOCK_PROP_FIFO | LOCK_PROP_PERCPU_NODE | LOCK_PROP_IRQ_SAFE,
     .max_nesting = 0,
     .size = sizeof(struct qspinlock),
     .init = qspin_type_init,
