@@ -165,14 +165,23 @@ void mcs_spin_unlock(struct mcs_lock *l)
 
 /* ---- The registry descriptors (registry.h): what every suite tests and measures. */
 
-/* CPUs holding or waiting: the queue from the holder's node `n` on. */
-static int queue_from(const struct mcs_node *n)
+/*
+ * CPUs holding or waiting: the queue from the holder's node `n` on.  A
+ * waiter is in the queue once it has exchanged itself into tail, but its
+ * predecessor's next is set a moment later: a tail beyond the last linked
+ * node counts as one more (more than one such waiter at once are counted as
+ * one, so the length is never over-stated).
+ */
+static int queue_from(const struct mcs_lock *l, const struct mcs_node *n)
 {
 	int len = 1;
+	const struct mcs_node *next;
 
-	while (len <= LOCK_MAX_CPUS && (n = __atomic_load_n(&n->next, __ATOMIC_ACQUIRE)))
+	while (len <= LOCK_MAX_CPUS && (next = __atomic_load_n(&n->next, __ATOMIC_ACQUIRE))) {
+		n = next;
 		len++;
-	return len;
+	}
+	return len + (__atomic_load_n(&l->tail, __ATOMIC_ACQUIRE) != n);
 }
 
 static void mcs_type_init(void *l, const char *name)
@@ -201,7 +210,7 @@ static bool mcs_type_is_locked(const void *l)
 /* Called by the holder: its node is the one of this CPU tagged with the lock. */
 static int mcs_type_queue_len(const void *l)
 {
-	return queue_from(node_find((struct mcs_lock *)l));
+	return queue_from(l, node_find((struct mcs_lock *)l));
 }
 
 static const struct lock_type mcs_type = {
@@ -262,7 +271,7 @@ static bool mcs_node_type_is_locked(const void *l)
 }
 static int mcs_node_type_queue_len(const void *l)
 {
-	return queue_from(caller_node((struct mcs_caller *)l));
+	return queue_from(&((const struct mcs_caller *)l)->l, caller_node((struct mcs_caller *)l));
 }
 
 static const struct lock_type mcs_node_type = {
