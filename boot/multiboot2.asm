@@ -1,9 +1,10 @@
 ; The multiboot2 header GRUB looks for in the first 32 KiB of the image.
 ; The load addresses come from the ELF program headers.  One request: a
 ; framebuffer (optional, 1024x768x32 preferred) for the screen console.
-; GRUB sets a graphics mode under BIOS unless the config says
-; "set gfxpayload=text", in which case it reports EGA text and the kernel
-; writes VGA text at 0xb8000; under UEFI it passes the GOP framebuffer.
+; GRUB sets a graphics mode under BIOS unless gfxpayload=text is set after
+; the multiboot2 command (iso/grub.cfg: locklab_gfxpayload), in which case it
+; reports EGA text and the kernel writes VGA text at 0xb8000; under UEFI it
+; passes the GOP framebuffer.
 
 section .multiboot
 align 8
