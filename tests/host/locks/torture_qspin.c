@@ -1,8 +1,11 @@
 /*
  * The queued spinlock's own host tests (the per-type tortures of qspinlock,
  * pvqspinlock and qspinlock_broken come from the registry, torture_excl.c):
- *   qspinlock_paths            the exclusion torture with the pending bit and
- *                              the queue counted: both must be taken;
+ *   qspinlock_paths            with this thread holding, a second contender
+ *                              must set the pending bit, and one finding it
+ *                              taken must queue (both seen in the word); then
+ *                              the torture, where 3 or more threads must queue
+ *                              behind each other;
  *   pvqspinlock_no_lost_kicks  threshold lowered to 64 spins: queue heads halt
  *                              on the lock word and are kicked, and the
  *                              lost-kick audit counts zero;
@@ -48,11 +51,83 @@ static void pvq_u(void)
 static const struct excl_ops ops_q = {"qspinlock", q_l, q_u};
 static const struct excl_ops ops_pvq = {"pvqspinlock", pvq_l, pvq_u};
 
+/* ---- each path on purpose: this thread holds, one other contends --------- */
+
+static int contender_done;
+
+static void *contender(void *p)
+{
+	(void)p;
+	arch_host_set_cpu(1);
+	qspin_lock(&Q);
+	qspin_unlock(&Q);
+	__atomic_store_n(&contender_done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Bounded wait (2 s) for the word to satisfy want(). */
+static bool word_becomes(bool (*want)(uint32_t))
+{
+	for (int ms = 0; ms < 2000; ms++) {
+		if (want(__atomic_load_n(&Q.val, __ATOMIC_ACQUIRE)))
+			return true;
+		sleep_ms(1);
+	}
+	return false;
+}
+
+static bool is_pending(uint32_t v)
+{
+	return v == (QSPIN_LOCKED | QSPIN_PENDING);
+}
+
+static bool is_queued_cpu1(uint32_t v)
+{
+	return (v & QSPIN_TAIL_MASK) && qspin_tail_cpu(v) == 1 && qspin_tail_idx(v) == 0;
+}
+
+/* Hold Q, let CPU 1 contend (with the pending bit taken if @pending_taken); true if @want was seen.
+ */
+static bool directed(bool pending_taken, bool (*want)(uint32_t))
+{
+	pthread_t pt;
+	bool seen;
+
+	arch_host_set_num_cpus(2);
+	qspin_lock(&Q);
+	if (pending_taken)
+		__atomic_fetch_or(&Q.val, QSPIN_PENDING, __ATOMIC_RELAXED);
+	__atomic_store_n(&contender_done, 0, __ATOMIC_RELAXED);
+	pthread_create(&pt, NULL, contender, NULL);
+	seen = word_becomes(want);
+	if (pending_taken)
+		__atomic_fetch_and(&Q.val, ~QSPIN_PENDING, __ATOMIC_RELAXED);
+	qspin_unlock(&Q);
+	pthread_join(pt, NULL);
+	arch_host_set_num_cpus(nthreads);
+	return seen && __atomic_load_n(&contender_done, __ATOMIC_ACQUIRE) &&
+	       __atomic_load_n(&Q.val, __ATOMIC_RELAXED) == 0;
+}
+
+/*
+ * The pending bit and the queue head, each taken on purpose and seen in the
+ * word; then the torture on all threads, where (with 3 or more) waiters must
+ * queue behind each other.
+ */
 static struct result t_qspinlock(void)
 {
 	struct qspin_stats st;
 	uint64_t fail;
 
+	qspin_stats_reset();
+	if (!directed(false, is_pending))
+		return verdict(FAIL, "a second contender did not wait on the pending bit");
+	if (!directed(true, is_queued_cpu1))
+		return verdict(FAIL, "a contender finding pending taken did not queue");
+	qspin_stats_get(&st);
+	if (!st.pending || !st.queued)
+		return verdict(FAIL, "path counters: pending=%llu queued=%llu",
+		               (unsigned long long)st.pending, (unsigned long long)st.queued);
 	qspin_stats_reset();
 	fail = excl_run(&ops_q, run_ms, true);
 	qspin_stats_get(&st);
@@ -64,10 +139,10 @@ static struct result t_qspinlock(void)
 		return verdict(FAIL, "%llu exclusion failures", (unsigned long long)fail);
 	if (!SUM(ops).min)
 		return verdict(FAIL, "a thread never got the lock");
-	if (nthreads >= 2 && !st.pending)
-		return verdict(FAIL, "the pending path was never taken");
 	if (nthreads >= 3 && !st.waited)
 		return verdict(FAIL, "no waiter ever queued behind another");
+	if (st.overflow)
+		return verdict(FAIL, "nesting overflowed LOCK_MAX_NESTING nodes");
 	if (qspin_is_locked(&Q) || !qspin_trylock(&Q))
 		return verdict(FAIL, "the idle lock reads locked or cannot be taken");
 	if (qspin_is_contended(&Q))
