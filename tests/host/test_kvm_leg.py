@@ -11,6 +11,7 @@ sys.path.insert(0, os.path.join(REPO, 'scripts'))
 from scriptload import load_script  # noqa: E402
 
 tk = load_script('test-kvm', 'test_kvm_script')
+rq = load_script('run-qemu', 'run_qemu_for_kvm_leg')
 
 TIME = ('# time: TSC 2300.000 MHz (from kvmclock (the pvclock scale)), invariant TSC: no\n'
         '  # time: TSC source kvmclock, 2300.000 MHz\n')
@@ -64,6 +65,14 @@ class CheckLog(unittest.TestCase):
     def test_not_on_kvm_fails(self):
         problems, _, _ = tk.check_log(TIME + figure(0, 3))
         self.assertTrue(any('not on KVM' in p for p in problems))
+
+
+class RunnerAllowance(unittest.TestCase):
+    def test_software_kvm_gets_more_time_than_tcg(self):
+        self.assertEqual(rq.timeout_factor('kvm', 2, 2), 1.0)
+        self.assertEqual(rq.timeout_factor('tcg', 2, 2), 4.0)
+        self.assertEqual(rq.timeout_factor('kvm', 2, 2, fast_kvm=False), rq.SOFTWARE_KVM_FACTOR)
+        self.assertGreater(rq.SOFTWARE_KVM_FACTOR, rq.timeout_factor('tcg', 2, 2))
 
 
 class Skip(unittest.TestCase):
