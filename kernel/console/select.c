@@ -195,6 +195,13 @@ static int probe_items(struct item *items, int n, struct console **list)
 			kprintf("# console: no PCI serial card (class 07/00)\n");
 			continue;
 		}
+		bool twice = false;
+		for (int j = 0; j < found; j++) {
+			struct uart *o = (struct uart *)list[j];
+			twice |= o->mmio == it->u.mmio && o->base == it->u.base;
+		}
+		if (twice)
+			continue; /* console=com2,io:0x2f8: one port, written once */
 		struct uart *u = console_find_uart(it->u.mmio, it->u.base);
 		if (u) { /* already printing there (COM1): keep it as it is */
 			list[found++] = &u->con;
