@@ -19,7 +19,10 @@ set -eu
 PACKAGES="gcc libc6-dev make binutils nasm clang-format git \
 grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools \
 qemu-system-x86 ovmf ipxe-qemu \
-python3 python3-yaml gnuplot-nox lava-dispatcher rt-tests libck-dev tmux"
+python3 python3-yaml gnuplot-nox rt-tests libck-dev tmux"
+# Not in every release (Debian 13 has no LAVA): installed where apt has it;
+# without it the LAVA leg and make test-lava cannot run.
+OPTIONAL="lava-dispatcher"
 
 # QEMU's TCG emulates x2APIC from 8.1 on.  LOCKLAB_KEEP_QEMU=1 keeps an
 # older system QEMU (the x2APIC legs then fail).
@@ -47,6 +50,11 @@ version_ge() {
 
 # Another apt on the machine holds the lock for a while: wait for it.
 apt_get() { apt-get -o DPkg::Lock::Timeout=300 "$@"; }
+
+# Has apt a version of $1 to install?  (From the lists it has now.)
+has_candidate() {
+	apt-cache policy "$1" 2>/dev/null | grep -q '^ *Candidate: [^(]'
+}
 
 installed() {
 	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"
@@ -162,6 +170,9 @@ missing=""
 for p in $PACKAGES; do
 	installed "$p" || missing="$missing $p"
 done
+for p in $OPTIONAL; do
+	installed "$p" || ! has_candidate "$p" || missing="$missing $p"
+done
 
 have=""
 installed qemu-system-x86 && have=$(qemu_version)
@@ -212,6 +223,7 @@ fi
 
 newfile=""
 content=""
+mirror=""
 if [ $backports = 1 ]; then
 	configured=$(printf '%s\n' "$records" | awk -F'\t' '
 		$1 == "S" && (" " $4 " ") ~ / deb / && (" " $6 " ") ~ / bookworm-backports / { print $2; exit }')
@@ -253,7 +265,7 @@ Signed-By: $signedby}"
 fi
 
 if [ "$(id -u)" != 0 ]; then
-	echo "deps: missing:${missing:- none}${newfile:+; qemu-system-x86 must come from bookworm-backports (Debian 12's QEMU 7.2 has no x2APIC under TCG)}" >&2
+	echo "deps: missing:${missing:- none}${newfile:+; qemu-system-x86 must come from bookworm-backports (QEMU 7.2 of Debian 12 has no x2APIC under TCG)}" >&2
 	echo "deps: run as root:  make deps   (it runs:)" >&2
 	if [ -n "$newfile" ]; then
 		printf "deps:   printf '%%s\\\\n' '%s' > %s\n" "$content" "$newfile" >&2
@@ -288,6 +300,20 @@ if ! apt_get update -qq; then
 	[ -n "$newfile" ] && die "apt-get update failed with $newfile (is $mirror reachable?)"
 	die "apt-get update failed"
 fi
+# apt-get update only warns when a mirror cannot be reached: ask apt
+# whether it has the backports release now, before installing anything.
+if [ $backports = 1 ] && ! apt-cache policy 2>/dev/null | grep -q 'a=bookworm-backports,'; then
+	die "apt could not fetch bookworm-backports${mirror:+ from $mirror} (unreachable?); nothing was installed"
+fi
+for p in $OPTIONAL; do
+	case " $missing " in *" $p "*) continue ;; esac
+	installed "$p" && continue
+	if has_candidate "$p"; then
+		missing="$missing $p"
+	else
+		say "$p is not in this release's archive: the LAVA leg and make test-lava cannot run"
+	fi
+done
 rest=$missing
 [ $backports = 1 ] && rest=$(echo "$missing" | sed 's/ qemu-system-x86\b//')
 if [ -n "$rest" ]; then

@@ -23,10 +23,13 @@ echo "apt-get $*" >> "$FAKE_STATE/calls"
 for a in "$@"; do
 	case $a in
 	update)
+		# As apt does: an unreachable mirror is a warning, exit 0.
 		if [ -n "${FAKE_APT_FAIL_UPDATE:-}" ]; then
-			echo "E: Failed to fetch $FAKE_APT_FAIL_UPDATE  Could not connect" >&2
-			exit 100
+			echo "W: Failed to fetch $FAKE_APT_FAIL_UPDATE  Could not connect" >&2
+			echo "W: Some index files failed to download. They have been ignored, or old ones used instead." >&2
+			exit "${FAKE_APT_UPDATE_RC:-0}"
 		fi
+		touch "$FAKE_STATE/updated"
 		exit 0 ;;
 	install) break ;;
 	esac
@@ -53,6 +56,26 @@ for a in "$@"; do
 	esac
 done
 ''',
+    'apt-cache': r'''#!/bin/sh
+[ "$1" = policy ] || exit 100
+if [ $# = 1 ]; then
+	# Release lines; bookworm-backports only when it is configured and could be fetched.
+	echo "Package files:"
+	if [ -f "$FAKE_STATE/updated" ] && [ -z "${FAKE_APT_FAIL_UPDATE:-}" ] &&
+		grep -rqs 'bookworm-backports' "$LOCKLAB_APT_ROOT/etc/apt"; then
+		echo " 100 http://deb.debian.org/debian bookworm-backports/main amd64 Packages"
+		echo "     release o=Debian Backports,a=bookworm-backports,n=bookworm-backports,l=Debian Backports,c=main,b=amd64"
+	fi
+	exit 0
+fi
+echo "$2:"
+echo "  Installed: (none)"
+if grep -qx "$2" "$FAKE_STATE/unavailable" 2>/dev/null; then
+	echo "  Candidate: (none)"
+else
+	echo "  Candidate: 1.0-1"
+fi
+''',
     'dpkg-query': r'''#!/bin/sh
 for p; do :; done
 grep -qx "$p" "$FAKE_STATE/installed" 2>/dev/null || { echo "dpkg-query: no packages found matching $p" >&2; exit 1; }
@@ -72,8 +95,11 @@ def deps_packages():
     """The package list, read from the script itself."""
     with open(DEPS) as f:
         text = f.read()
-    start = text.index('PACKAGES="') + len('PACKAGES="')
-    return text[start:text.index('"', start)].replace('\\\n', ' ').split()
+    names = []
+    for var in ('PACKAGES="', 'OPTIONAL="'):
+        start = text.index(var) + len(var)
+        names += text[start:text.index('"', start)].replace('\\\n', ' ').split()
+    return names
 
 
 def snapshot(root):
@@ -101,7 +127,7 @@ class DepsCase(unittest.TestCase):
                 f.write(text)
             os.chmod(path, 0o755)
 
-    def fixture(self, name, installed='all', qemu=None, candidate='7.2'):
+    def fixture(self, name, installed='all', qemu=None, candidate='7.2', unavailable=()):
         """Copy fixture NAME; INSTALLED is 'all', 'none' or a list; QEMU the installed version."""
         self.root = os.path.join(self.tmp, 'root')
         shutil.copytree(os.path.join(FIXTURES, name), self.root)
@@ -116,6 +142,8 @@ class DepsCase(unittest.TestCase):
                 f.write(qemu + '\n')
         with open(os.path.join(self.state, 'candidate'), 'w') as f:
             f.write(candidate + '\n')
+        with open(os.path.join(self.state, 'unavailable'), 'w') as f:
+            f.write(''.join(p + '\n' for p in unavailable))
         self.before = snapshot(self.root)
 
     def run_deps(self, **env):
@@ -269,12 +297,34 @@ class DepsCase(unittest.TestCase):
         self.assertEqual(self.calls, [])
 
     def test_unreachable_mirror_removes_the_written_file(self):
-        self.fixture('bookworm-deb822', qemu='7.2')
+        # apt-get update exits 0 with only a warning: deps must notice all the same.
+        self.fixture('bookworm-deb822', installed='none')
         rc = self.run_deps(FAKE_APT_FAIL_UPDATE='http://deb.debian.org/debian bookworm-backports')
         self.assertEqual(rc, 1)
-        self.assertIn('apt-get update failed', self.out)
+        self.assertIn('could not fetch bookworm-backports from http://deb.debian.org/debian', self.out)
         self.assertIn('removed', self.out)
         self.assertEqual(snapshot(self.root), self.before)
+        self.assertFalse([c for c in self.calls if ' install ' in c], self.calls)
+
+    def test_update_error_removes_the_written_file(self):
+        self.fixture('bookworm-deb822', qemu='7.2')
+        rc = self.run_deps(FAKE_APT_FAIL_UPDATE='http://deb.debian.org/debian bookworm-backports',
+                           FAKE_APT_UPDATE_RC='100')
+        self.assertEqual(rc, 1)
+        self.assertIn('apt-get update failed', self.out)
+        self.assertEqual(snapshot(self.root), self.before)
+
+    def test_release_without_lava_installs_the_rest(self):
+        self.fixture('trixie', installed='none', candidate='10.0', unavailable=['lava-dispatcher'])
+        self.assert_ok(self.run_deps())
+        self.assertIn('lava-dispatcher is not in this release', self.out)
+        install = [c for c in self.calls if ' install ' in c]
+        self.assertEqual(len(install), 1, self.calls)
+        self.assertNotIn('lava-dispatcher', install[0])
+        self.assertIn('qemu-system-x86', install[0])
+        # and the next run, as a user, has nothing to do
+        self.assertEqual(self.run_deps(FAKE_UID='1000'), 0, self.out)
+        self.assertEqual((self.out, self.calls), ('', []))
 
     def test_failed_backports_install_removes_the_written_file(self):
         self.fixture('bookworm-deb822', qemu='7.2')
