@@ -148,6 +148,7 @@ class TermView:
         self.suite_rows = 0            # rows printed since its header; None: cannot collapse
         self.suite_kept = []           # its lines that stay after it collapses (failures)
         self.suite_tests = 0
+        self.suite_finished = 0        # its tests that reported a result
         self.suite_time = 0.0
         self.running = None            # (path, started, allowance seconds)
         self.done = 0
@@ -226,7 +227,7 @@ class TermView:
         elif kind == 'plan' and event[1] == 1:
             suite = parser.stack[-1].name if parser.stack and parser.stack[-1].name else '?'
             self.suite, self.suite_rows, self.suite_kept = suite, 0, []
-            self.suite_tests, self.suite_time = event[2], now
+            self.suite_tests, self.suite_time, self.suite_finished = event[2], now, 0
             self.emit('%s (%d tests)' % (suite, event[2]))
         elif kind == 'running':
             self.running = (event[1], now, event[3] if len(event) > 3 else None)
@@ -243,6 +244,7 @@ class TermView:
         path = '%s.%s' % (self.suite, test.name) if self.suite else test.name
         self.running = None
         self.done += 1
+        self.suite_finished += 1
         if test.duration is not None:
             self.durations.append((test.duration, path))
         word = STATUS_WORD.get(test.status, test.status)
@@ -291,7 +293,7 @@ class TermView:
         """Redraw the live line."""
         if self.closed:
             return
-        progress = '[%d/%s]' % (self.done, self.suite_tests or '?') if self.suite else ''
+        progress = '[%d/%s]' % (self.suite_finished + 1, self.suite_tests) if self.suite else ''
         if self.running:
             path, since, allowance = self.running
             deadline = ' / %s' % fmt_seconds(allowance) if allowance else ''
