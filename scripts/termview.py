@@ -269,8 +269,13 @@ class TermView:
         all still on the screen."""
         word = STATUS_WORD.get(test.status, test.status)
         counts = {}
-        for child in test.children:
-            counts[child.status] = counts.get(child.status, 0) + 1
+        stack = list(test.children)
+        while stack:                   # leaves, as the summary counts them
+            child = stack.pop()
+            if child.children:
+                stack.extend(child.children)
+            else:
+                counts[child.status] = counts.get(child.status, 0) + 1
         parts = ['%d %s' % (counts[s], STATUS_WORD[s]) for s in (ktap.OK, ktap.FAILED,
                                                                   ktap.XFAIL, ktap.SKIP)
                  if counts.get(s)]
