@@ -387,6 +387,15 @@ KTEST(lock, pvqspinlock_lost_kick_audit, .min_cpus = 2, .timeout_ms = 20000)
 		kt_fail(__FILE__, __LINE__,
 		        "pvqspinlock: %lu sleepers found the lock passed to them without a kick",
 		        s.lost_kicks);
+	/*
+	 * Under clock=virtual a waiter's PAUSE hands its turn to every other
+	 * vCPU, the holder among them, so no waiter spins long enough to sleep
+	 * (docs/clock.md): nothing to audit, said as a SKIP.
+	 */
+	if (config.clock == CLOCK_VIRTUAL && s.halts_queue + s.halts_head == 0) {
+		kt_skip("clock=virtual: no waiter slept (PAUSE hands the turn on)");
+		return;
+	}
 	/* The audit must have had sleepers to judge. */
 	KT_EXPECT(s.halts_queue + s.halts_head > 0);
 	KT_EXPECT(s.kicks_queue + s.kicks_head > 0);
@@ -416,6 +425,10 @@ KTEST(lock, pvqspinlock_lost_kick_caught, .min_cpus = 2, .timeout_ms = 20000, .f
 	kprintf("# lock: pvqspinlock with kicks dropped: %lu lost kicks counted after %d "
 	        "round(s), %lu head halts\n",
 	        s.lost_kicks, rounds, s.halts_head);
+	if (config.clock == CLOCK_VIRTUAL && s.halts_head == 0 && fails <= 0) {
+		kt_skip("clock=virtual: no head slept (PAUSE hands the turn on)");
+		return;
+	}
 	if (fails > 0)
 		kt_fail(__FILE__, __LINE__, "pvqspinlock: %ld exclusion violations", (long)fails);
 	if (s.lost_kicks)
