@@ -31,7 +31,7 @@
  *   brk_legacy_...   the 2.6 clearing-flag protocol: lost requests must be
  *                    caught (XFAIL).
  *   mcs_nesting      per-CPU nodes, caller nodes, nesting, out-of-order release.
- *   rwlock           readers see the two fields a writer keeps equal; a waiting
+ *   rwlock_*         readers see the two fields a writer keeps equal; a waiting
  *                    writer refuses new readers and goes before a later reader.
  *   seqlock          readers never accept a torn pair; every write counted.
  *   multi_*          random overlapping sets of 16 locks, sorted (with
@@ -175,7 +175,7 @@ static const struct test tests[] = {
     {"brk_contended_lost_zero", t_brk_contended},
     {"brk_legacy_flag_loses_requests", t_brk_legacy},
     {"mcs_nesting", t_mcs},
-    {"rwlock_torture", t_rwlock},
+    {"rwlock_readers_torture", t_rwlock},
     {"rwlock_writer_fair", t_rwlock_fair},
     {"seqlock_torture", t_seqlock},
     {"multi_sorted_torture", t_multi_sorted},
