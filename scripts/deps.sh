@@ -302,7 +302,8 @@ if ! apt_get update -qq; then
 fi
 # apt-get update only warns when a mirror cannot be reached: ask apt
 # whether it has the backports release now, before installing anything.
-if [ $backports = 1 ] && ! apt-cache policy 2>/dev/null | grep -q 'a=bookworm-backports,'; then
+# By codename: its suite became oldstable-backports when Debian 13 came out.
+if [ $backports = 1 ] && ! apt-cache policy 2>/dev/null | grep -q 'n=bookworm-backports,'; then
 	die "apt could not fetch bookworm-backports${mirror:+ from $mirror} (unreachable?); nothing was installed"
 fi
 for p in $OPTIONAL; do

@@ -64,7 +64,7 @@ if [ $# = 1 ]; then
 	if [ -f "$FAKE_STATE/updated" ] && [ -z "${FAKE_APT_FAIL_UPDATE:-}" ] &&
 		grep -rqs 'bookworm-backports' "$LOCKLAB_APT_ROOT/etc/apt"; then
 		echo " 100 http://deb.debian.org/debian bookworm-backports/main amd64 Packages"
-		echo "     release o=Debian Backports,a=bookworm-backports,n=bookworm-backports,l=Debian Backports,c=main,b=amd64"
+		echo "     release o=Debian Backports,a=oldstable-backports,n=bookworm-backports,l=Debian Backports,c=main,b=amd64"
 	fi
 	exit 0
 fi
