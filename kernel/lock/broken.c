@@ -152,7 +152,7 @@ static void broken_type_unlock(void *l)
 
 static const struct lock_type broken_type = {
     .name = "broken",
-    .origin = "the ticket lock with its ticket taken by a load and a store (deliberately broken)",
+    .origin = "the ticket lock with its ticket taken by a load and a store",
     .props = LOCK_PROP_BROKEN,
     .max_nesting = 0,
     .size = sizeof(struct broken_lock),
