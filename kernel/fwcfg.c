@@ -5,6 +5,7 @@
  * without rebuilding the ISO.  On real hardware the signature check fails
  * and nothing is read.
  */
+#include "fwcfg.h"
 #include "kernel.h"
 #include "x86.h"
 

@@ -4,26 +4,23 @@
  * ACPI and the local APIC, time, the other CPUs, the scheduler, then the
  * tests.
  */
+#include "acpi.h"
 #include "apic.h"
 #include "cmdline.h"
 #include "console.h"
 #include "cpu.h"
+#include "fwcfg.h"
 #include "kernel.h"
 #include "ktest.h"
+#include "kvm.h"
 #include "mm.h"
 #include "multiboot.h"
+#include "sched.h"
+#include "smp.h"
+#include "time.h"
 #include "trap.h"
 
 #define FW_CFG_CMDLINE "opt/locklab/cmdline"
-
-void acpi_init(void);
-void lapic_init(void);
-void time_init(void);
-void smp_boot_aps(void);
-void watchdog_init(void);
-void sched_init(void);
-bool fw_cfg_present(void);
-long fw_cfg_read_file(const char *name, char *buf, size_t size);
 
 int config_errors;
 static char cmdline[CMDLINE_MAX];
@@ -93,31 +90,4 @@ void kmain(uint32_t magic, uint32_t mbi_phys)
 	sched_init(); /* from here on this context is thread 0 ("main") of CPU 0 */
 
 	ktest_run_all();
-}
-
-/* Until the SMP code is linked in, the boot CPU runs alone. */
-__attribute__((weak)) void acpi_init(void)
-{
-}
-__attribute__((weak)) void lapic_init(void)
-{
-}
-__attribute__((weak)) void time_init(void)
-{
-}
-__attribute__((weak)) void smp_boot_aps(void)
-{
-}
-__attribute__((weak)) void mm_init(void)
-{
-}
-__attribute__((weak)) void watchdog_init(void)
-{
-}
-__attribute__((weak)) void sched_init(void)
-{
-}
-__attribute__((weak)) int num_online_cpus(void)
-{
-	return ncpus;
 }
