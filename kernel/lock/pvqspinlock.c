@@ -20,8 +20,9 @@
  *     GRANTED_KICK and the predecessor kicks the waiter's CPU; WAIT becomes
  *     GRANTED, no kick.  Grant and "is it asleep?" are one word, one atomic
  *     step on each side, so no wake-up can be lost between them.
- *   The queue head.  It spins pvq_spin_threshold times for the lock word's
- *     locked and pending to clear.  Then, if the lock is plainly held, it
+ *   The queue head.  It spins pvq_spin_threshold times (at least once, so
+ *     a threshold of 0 cannot keep it from seeing a free lock) for the lock
+ *     word's locked and pending to clear.  Then, if the lock is plainly held, it
  *     enters (lock -> its node) in a hash table and turns the locked byte
  *     from LOCKED into PVQ_SLOW with a compare-and-swap of the word (only
  *     while it is held), and halts until the word changes.  Unlock is a
@@ -261,7 +262,13 @@ static bool pvq_wait_head(struct pvqspinlock *l, struct pvq_node *node, uint32_t
 
 	__atomic_store_n(&node->wait, H_RUNNING, __ATOMIC_RELAXED);
 	for (;;) {
-		for (unsigned int n = pvq_spin_threshold; n; n--) {
+		/*
+		 * At least one look at the word per round, whatever the threshold:
+		 * pvq_head_halt() declines when the lock is not plainly held, and
+		 * without a fresh look the head would offer it the same stale `v`
+		 * for ever and never claim a free lock.
+		 */
+		for (unsigned int n = pvq_spin_threshold ? pvq_spin_threshold : 1; n; n--) {
 			v = __atomic_load_n(&l->q.val, __ATOMIC_ACQUIRE);
 			if (!(v & (QSPIN_LOCKED_MASK | QSPIN_PENDING))) {
 				if (pvq_head_claim(l, v, tail))
@@ -486,7 +493,8 @@ static unsigned pvq_type_spin_threshold(unsigned spins)
 {
 	unsigned old = pvq_spin_threshold;
 
-	pvq_spin_threshold = spins;
+	/* 0 would mean "halt before looking"; the head looks once anyway (pvq_wait_head). */
+	pvq_spin_threshold = spins ? spins : 1;
 	return old;
 }
 static void pvq_type_counts(uint64_t *halts, uint64_t *kicks)
