@@ -20,7 +20,8 @@
  *                      count, wait histograms, the host torture and bench;
  *   LOCK_PROP_BROKEN   the same tortures, reported XFAIL: a broken type whose
  *                      torture passes is `not ok` (the check could not fail);
- *   LOCK_PROP_FIFO     fairness: turns in exact rotation, max/min bounded
+ *   LOCK_PROP_FIFO     fairness: turns in exact rotation (max/min bounded
+ *                      under clock=virtual, reported in real time)
  *                      (needs queue_len); other types are reported only;
  *   LOCK_PROP_PV       overcommit, beside its non-PV counterpart (pv_of);
  *   LOCK_PROP_IRQ_SAFE taken from interrupt handlers (lock_irq.c);

@@ -35,8 +35,15 @@
 #define TORTURE_MS 250
 #define RUN_TIMEOUT_MS 5000
 
-/* Rounds of the torture for a broken type: collisions are a matter of timing. */
-#define BROKEN_MAX_ROUNDS 12
+/*
+ * A broken type is tortured round after round until it is caught, for up
+ * to BROKEN_CATCH_MS of guest time: collisions need two vCPUs running at
+ * once, which a loaded host grants only part of the time, so a fixed small
+ * number of rounds missed the broken qspinlock once in real time.  The
+ * bound is generous (the broken types are usually caught in the first
+ * round); a broken type that survives it is `not ok`.
+ */
+#define BROKEN_CATCH_MS 30000
 /* PV types' spin threshold during the torture, so that waiters also halt and are kicked. */
 #define TORTURE_PV_SPINS 4
 
@@ -85,7 +92,7 @@ static void check_stat(struct lt_sub *s, const struct lt_lock *lk)
 
 static void exclusion_one(struct lt_sub *s, const struct lock_type *t)
 {
-	uint64_t fails = 0, halts0 = 0, kicks0 = 0, halts = 0, kicks = 0;
+	uint64_t fails = 0, halts0 = 0, kicks0 = 0, halts = 0, kicks = 0, until;
 	unsigned saved = 0;
 	struct lt_lock lk;
 	bool ok = true;
@@ -104,12 +111,13 @@ static void exclusion_one(struct lt_sub *s, const struct lock_type *t)
 		saved = t->spin_threshold(TORTURE_PV_SPINS);
 	if (t->pv_counts)
 		t->pv_counts(&halts0, &kicks0);
+	until = rdtsc() + ns_to_tsc(BROKEN_CATCH_MS * NSEC_PER_MSEC);
 	do {
 		if (round)
 			lt_use(&lk, t, 0);
 		fails = torture_exclusive(&lk, &ok);
 		round++;
-	} while (lt_broken(t) && ok && !fails && round < BROKEN_MAX_ROUNDS);
+	} while (lt_broken(t) && ok && !fails && (int64_t)(rdtsc() - until) < 0);
 	if (t->spin_threshold)
 		t->spin_threshold(saved);
 	if (t->pv_counts) {
@@ -127,7 +135,8 @@ static void exclusion_one(struct lt_sub *s, const struct lock_type *t)
 		lt_sub_fail(s, t, "%lu exclusion violations (counter %lu) after %d round(s)", fails,
 		            lt_xs.counter, round);
 	else if (lt_broken(t))
-		kprintf("    # %s: no violation in %d rounds\n", t->name, round);
+		kprintf("    # %s: no violation in %d rounds (%d ms)\n", t->name, round,
+		        BROKEN_CATCH_MS);
 	if (ok && !lt_broken(t)) {
 		check_stat(s, &lk);
 		if (t->is_locked && t->is_locked(lk.l))
@@ -138,9 +147,10 @@ static void exclusion_one(struct lt_sub *s, const struct lock_type *t)
 
 /*
  * Every registered type, reader-writer ones by their writer side.  A broken
- * type gets up to BROKEN_MAX_ROUNDS runs to show its violations.
+ * type gets runs until caught, for up to BROKEN_CATCH_MS, to show its
+ * violations (two broken types: the timeout allows both their full bound).
  */
-KTEST(lock, exclusion, .timeout_ms = 60000)
+KTEST(lock, exclusion, .timeout_ms = 120000)
 {
 	const struct lock_type *t;
 	struct lt_sub s;
@@ -474,23 +484,26 @@ KTEST(lock, multilock_global_exclusion, .timeout_ms = 8000)
  *
  * Two checks for the FIFO locks.  Rotation, exact and checked always:
  * within an unbroken run of counted turns, a CPU's next turn comes exactly
- * ncpus turns after its last (everyone else had one in between).  Ratio:
- * max/min of the counted turns per CPU.  Each run of counted turns starts
- * wherever the queue happens to be, so its last round is incomplete and
- * favours the CPUs at the front; over many runs that adds up to a few
- * turns.  With vCPUs overcommitted (8 on 2 host CPUs) runs are short and
- * turns few (a ticket lock manages only a hundred or so hand-overs a
- * second there: each waits for the host to run the next waiter's thread,
- * see lock.pv_overcommit) and the ratio reached 1.14, so the bound is
- * checked only when vCPUs <= host CPUs.
+ * ncpus turns after its last (everyone else had one in between).  This is
+ * the algorithm's own promise and holds however the host schedules the
+ * vCPUs.  Ratio: max/min of the counted turns per CPU, always reported.
+ * Each run of counted turns starts wherever the queue happens to be, so
+ * its last round is incomplete and favours the CPUs at the front; how many
+ * such runs there are depends on how often the host stops a vCPU thread
+ * (a CPU that is not queued breaks the run).  In real time that is the
+ * host's doing, not the lock's: at 2 vCPUs on a loaded 2-CPU host mcs_node
+ * reached 130557/122776 = 1.063 with no turn out of order.  So the max/min
+ * bound is checked only under clock=virtual (docs/clock.md), where vCPUs
+ * take turns on one host thread, nothing preempts them, and the ratio
+ * measures about 1.001.
  *
  * A FIFO lock's counting starts once every CPU has had the lock once and
  * lasts at least FAIR_MS and until the CPUs have FAIR_MIN_TURNS turns each
- * (FAIR_MIN_TURNS_BOUND where the ratio is checked)
- * on average, but never past FAIR_CAP_MS.  The holder that ends the run
- * does so inside the lock, so every turn counted happened before the end.
- * Where only the rotation is checked (overcommitted vCPUs) the cap is
- * FAIR_CAP_ROTATION_MS: there a FIFO lock seldom has every CPU queued, the
+ * (FAIR_MIN_TURNS_BOUND unless vCPUs are overcommitted: more turns for the
+ * rotation to judge and the ratio to settle) on average, but never past
+ * FAIR_CAP_MS.  The holder that ends the run does so inside the lock, so
+ * every turn counted happened before the end.  With overcommitted vCPUs
+ * the cap is FAIR_CAP_ROTATION_MS: there a FIFO lock seldom has every CPU queued, the
  * rotation is exact however few turns are counted, and ten types at 2 s
  * each would double the suite's time.
  */
@@ -502,8 +515,8 @@ KTEST(lock, multilock_global_exclusion, .timeout_ms = 8000)
 /* Fewer turns than this per CPU are too few to judge (a stalled host). */
 #define FAIR_JUDGE_TURNS 10
 /*
- * The bound on max/min for the FIFO locks, allowing one extra turn for an
- * incomplete round: (max - 1) / min <= 1.05.
+ * The bound on max/min for the FIFO locks under clock=virtual, allowing one
+ * extra turn for an incomplete round: (max - 1) / min <= 1.05.
  */
 #define FAIR_BOUND_X1000 1050
 
@@ -513,7 +526,7 @@ static struct {
 	uint64_t turn;        /* turns so far, counted or not */
 	uint64_t run_start;   /* the turn that began the current run of counted turns */
 	uint64_t out_of_turn; /* counted turns that broke the rotation */
-	bool bound;           /* the max/min bound will be checked */
+	bool full;            /* FAIR_MIN_TURNS_BOUND turns and FAIR_CAP_MS */
 	uint64_t cap;         /* TSC past which the run ends whatever the count */
 } fair __cacheline_aligned;
 
@@ -548,7 +561,7 @@ static void fairness_body(struct lt_run *r, int cpu, struct lt_pcpu *pc)
 	uint64_t want = 0, now;
 
 	if (strict)
-		want = (uint64_t)(fair.bound ? FAIR_MIN_TURNS_BOUND : FAIR_MIN_TURNS) * r->ncpus;
+		want = (uint64_t)(fair.full ? FAIR_MIN_TURNS_BOUND : FAIR_MIN_TURNS) * r->ncpus;
 
 	while (!__atomic_load_n(&r->stop, __ATOMIC_RELAXED)) {
 		lt_acquire(lk);
@@ -587,7 +600,7 @@ static void fairness_body(struct lt_run *r, int cpu, struct lt_pcpu *pc)
 static bool fair_ran;
 
 /* One saturation run of `t` on all CPUs; the max/min ratio x1000 of turns. */
-static uint64_t fairness_run(const struct lock_type *t, struct lt_counts *c, bool bound)
+static uint64_t fairness_run(const struct lock_type *t, struct lt_counts *c, bool full)
 {
 	const char *name = t->name;
 	static struct lt_lock lk;
@@ -599,9 +612,8 @@ static uint64_t fairness_run(const struct lock_type *t, struct lt_counts *c, boo
 	if (!lt_use(&lk, t, 0))
 		return LT_RATIO_INF;
 	memset(&fair, 0, sizeof(fair));
-	fair.bound = bound;
-	fair.cap =
-	    rdtsc() + ns_to_tsc((bound ? FAIR_CAP_MS : FAIR_CAP_ROTATION_MS) * NSEC_PER_MSEC);
+	fair.full = full;
+	fair.cap = rdtsc() + ns_to_tsc((full ? FAIR_CAP_MS : FAIR_CAP_ROTATION_MS) * NSEC_PER_MSEC);
 	lt_xs.counter = 0;
 	lt_xs.owner = 0;
 	lt_prepare(&lt, fairness_body, &lk, FAIR_MS);
@@ -636,7 +648,7 @@ static void fairness_one(struct lt_sub *s, const struct lock_type *t, bool bound
 	struct lt_counts c;
 	bool strict = fair_strict(t);
 
-	fairness_run(t, &c, strict && bound);
+	fairness_run(t, &c, strict && !lt_overcommitted());
 	if (!fair_ran) {
 		lt_sub_fail(s, t, "the run did not complete");
 	} else if (strict) {
@@ -657,15 +669,14 @@ static void fairness_one(struct lt_sub *s, const struct lock_type *t, bool bound
 
 KTEST(lock, fairness, .min_cpus = 2, .timeout_ms = 60000)
 {
-	bool bound = config.host_cpus > 0 && !lt_overcommitted();
+	bool bound = config.clock == CLOCK_VIRTUAL;
 	const struct lock_type *t;
 	struct lt_sub s;
 	int n = 0;
 
 	if (!bound)
-		kprintf("# lock: %d vCPUs on %d host CPUs (0: unknown): FIFO rotation checked, "
-		        "max/min bound reported only\n",
-		        num_online_cpus(), config.host_cpus);
+		kprintf("# lock: clock=real: FIFO rotation checked, max/min reported only "
+		        "(host preemption of a vCPU sets it; bound under clock=virtual)\n");
 	for_each_lock_type(t, pp) {
 		n += fair_candidate(t);
 	}
