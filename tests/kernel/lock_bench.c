@@ -19,8 +19,6 @@
  */
 #include "lock_common.h"
 
-#define RUN_TIMEOUT_MS 5000
-
 /* ---- Uncontended cost. */
 
 #define UNC_OPS 1000
@@ -139,7 +137,7 @@ static uint64_t throughput(const struct lock_type *t, int n, uint64_t ms)
 	lt_xs.counter = 0;
 	lt_xs.owner = 0;
 	lt_prepare(&lt, lt_exclusion_body, &lk, ms);
-	if (!lt_run_cpus(&lt, n, RUN_TIMEOUT_MS))
+	if (!lt_run_cpus(&lt, n, LT_RUN_TIMEOUT_MS))
 		return 0;
 	KT_EXPECT_EQ(lt_exclusion_fails(&lt, n), 0);
 	return LT_SUM(&lt, n, ops) * NSEC_PER_MSEC * 1000 / (lt.elapsed_ns ? lt.elapsed_ns : 1);
@@ -267,7 +265,7 @@ KTEST(lock, bench_wait, .flags = KT_BENCH, .timeout_ms = 60000)
 		lt_xs.counter = 0;
 		lt_xs.owner = 0;
 		lt_prepare(&lt, wait_body, &lk, WAIT_MS);
-		if (!lt_run_cpus(&lt, 0, RUN_TIMEOUT_MS))
+		if (!lt_run_cpus(&lt, 0, LT_RUN_TIMEOUT_MS))
 			return;
 		KT_EXPECT_EQ(lt_exclusion_fails(&lt, lt.ncpus), 0);
 		hist_print(&wait_hist);
@@ -401,7 +399,7 @@ KTEST(lock, bench_multilock_throughput, .flags = KT_BENCH, .timeout_ms = 60000)
 				lt_prepare(&lt, mb_body,
 				           (void *)(long)(mode == 0 ? -counts[c] : counts[c]),
 				           ML_THR_MS);
-				if (!lt_run_cpus(&lt, n, RUN_TIMEOUT_MS))
+				if (!lt_run_cpus(&lt, n, LT_RUN_TIMEOUT_MS))
 					return;
 				want = LT_SUM(&lt, n, ops) * (uint64_t)counts[c];
 				for (int i = 0; i < ML_POOL; i++)

@@ -73,6 +73,8 @@ extern struct lt_run lt;
  * second or two, or does not return within timeout_ms.
  */
 bool lt_run_cpus(struct lt_run *r, int n, uint64_t timeout_ms);
+/* The bound the suites give a run past its duration (emulated CPUs are slow). */
+#define LT_RUN_TIMEOUT_MS 5000
 /* Reset r for a new run with this body and context. */
 void lt_prepare(struct lt_run *r, lt_body_fn body, void *ctx, uint64_t duration_ms);
 

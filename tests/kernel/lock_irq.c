@@ -12,7 +12,6 @@
 #include "sched.h"
 
 #define IRQ_TORTURE_MS 200
-#define IRQ_RUN_TIMEOUT_MS 5000
 
 static struct {
 	struct lt_lock task_lock, irq_lock; /* two instances of the type under test */
@@ -86,7 +85,7 @@ static void irq_one(struct lt_sub *s, const struct lock_type *t)
 		return;
 	}
 	lt_prepare(&lt, task_side, NULL, IRQ_TORTURE_MS);
-	if (!lt_run_cpus(&lt, 0, IRQ_RUN_TIMEOUT_MS)) {
+	if (!lt_run_cpus(&lt, 0, LT_RUN_TIMEOUT_MS)) {
 		lt_sub_fail(s, t, "the run did not complete");
 		lt_sub_end(s, t, NULL);
 		return;

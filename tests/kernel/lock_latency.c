@@ -16,7 +16,6 @@
  */
 #include "lock_common.h"
 
-#define RUN_TIMEOUT_MS 5000
 /* A bounded wait for another CPU's step in a hand-shake. */
 #define STEP_TIMEOUT_NS (2 * NSEC_PER_SEC)
 
@@ -274,7 +273,7 @@ static bool walk_run(enum walk_kind kind, struct walk_result *res)
 	lock_set_name(&wk.brk.tl, "lock.walk");
 	lock_set_name(&wk.outer.tl, "lock.walk_outer");
 	lt_prepare(&lt, walk_body, NULL, 0);
-	if (!lt_run_cpus(&lt, 2, RUN_TIMEOUT_MS))
+	if (!lt_run_cpus(&lt, 2, LT_RUN_TIMEOUT_MS))
 		return false;
 	if (wk.error) {
 		kt_fail(__FILE__, __LINE__, "%s walk: a hand-shake step timed out",
@@ -443,7 +442,7 @@ static uint64_t lost_run(long mode, const char *name, uint64_t *breaks)
 	lt_xs.counter = 0;
 	lt_xs.owner = 0;
 	lt_prepare(&lt, lost_body, (void *)mode, LOST_MS);
-	if (!lt_run_cpus(&lt, 0, RUN_TIMEOUT_MS))
+	if (!lt_run_cpus(&lt, 0, LT_RUN_TIMEOUT_MS))
 		return 0;
 	c = LT_COUNT(&lt, lt.ncpus, ops);
 	lt_torture_line(name, "Writes", &c, lt_exclusion_fails(&lt, lt.ncpus));

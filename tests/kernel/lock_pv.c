@@ -18,7 +18,6 @@
 #include "kvm.h"
 #include "lock_common.h"
 
-#define RUN_TIMEOUT_MS 5000
 /* A bounded wait for another CPU's step. */
 #define STEP_TIMEOUT_NS (2 * NSEC_PER_SEC)
 
@@ -71,7 +70,7 @@ static uint64_t throughput_run_type(const struct lock_type *t, uint64_t *ns, uin
 	lt_xs.counter = 0;
 	lt_xs.owner = 0;
 	lt_prepare(&lt, waiting_body, &lk, PV_MS);
-	if (!lt_run_cpus(&lt, 0, RUN_TIMEOUT_MS))
+	if (!lt_run_cpus(&lt, 0, LT_RUN_TIMEOUT_MS))
 		return 0;
 	c = LT_COUNT(&lt, lt.ncpus, ops);
 	lt_torture_line(t->name, "Writes", &c, lt_exclusion_fails(&lt, lt.ncpus));

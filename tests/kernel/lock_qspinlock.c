@@ -41,7 +41,6 @@
 
 #define STEP_NS (2 * NSEC_PER_SEC) /* a bounded wait for another CPU's step */
 #define TORTURE_MS 250
-#define RUN_TIMEOUT_MS 5000
 
 /* ---- The two queued locks behind one interface. */
 
@@ -313,7 +312,7 @@ static int64_t torture(const struct qt *t, int n, uint64_t ms, bool print)
 	lt_xs.counter = 0;
 	lt_xs.owner = 0;
 	lt_prepare(&lt, q_body, (void *)t, ms);
-	if (!lt_run_cpus(&lt, n, RUN_TIMEOUT_MS))
+	if (!lt_run_cpus(&lt, n, LT_RUN_TIMEOUT_MS))
 		return -1;
 	c = LT_COUNT(&lt, lt.ncpus, ops);
 	fails = lt_exclusion_fails(&lt, lt.ncpus);
