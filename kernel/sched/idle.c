@@ -39,10 +39,15 @@ static int try_pull(struct rq *me_rq)
 		struct rq *src = &runqueues[cpu];
 		struct thread *got = NULL;
 
-		/* An idle CPU with queued work is about to run it itself. */
-		if (!READ_ONCE(src->nr_queued) || READ_ONCE(src->curr) == src->idle)
+		if (!READ_ONCE(src->nr_queued))
 			continue;
-		if (!ticket_trylock(&src->lock)) {
+		/*
+		 * An idle CPU with queued work is about to run it itself, or
+		 * is in __schedule() between kicking the idle CPUs for the rest
+		 * and making its pick curr: the kick that woke us may be that
+		 * one.  Not "nothing here": look again (see below).
+		 */
+		if (READ_ONCE(src->curr) == src->idle || !ticket_trylock(&src->lock)) {
 			busy = -1;
 			continue;
 		}
@@ -78,6 +83,26 @@ static int try_pull(struct rq *me_rq)
 		}
 	}
 	return busy;
+}
+
+/*
+ * Halting after a busy lock hid a thread this CPU may take: wake up to look
+ * again (rq locked).  The kick that CPU sent was this CPU's only wake-up;
+ * its lock holder, a vCPU the host stopped, can stay on it longer than the
+ * retries above, and the busy tick that repeats kicks is that CPU's to
+ * take, not this one's to count on.  The tick handler re-arms for this
+ * CPU's own events when it fires (rq_program_timer() with force).
+ */
+static void arm_pull_retry(struct rq *rq)
+{
+	uint64_t at = rdtsc() + pull_retry_cycles;
+
+	if (rq->timer_armed && (int64_t)(rq->next_event - at) <= 0)
+		return;
+	rq->next_event = at;
+	rq->timer_armed = true;
+	if (!lapic_timer_deadline(at))
+		lapic_timer_oneshot(PULL_RETRY_US * NSEC_PER_USEC);
 }
 
 __noreturn void sched_idle_loop(void)
@@ -116,6 +141,8 @@ __noreturn void sched_idle_loop(void)
 		retry_until = 0;
 		rq_lock(rq);
 		rq_program_timer(rq, rdtsc(), true);
+		if (pulled < 0)
+			arm_pull_retry(rq);
 		rq_unlock(rq);
 		rq->stats.idle_entries++;
 		irq_enable_hook();

@@ -274,6 +274,13 @@ int thread_set_affinity(struct thread *t, const cpumask_t *mask)
 	struct rq *rq = thread_rq_lock(t);
 	t->affinity = *mask;
 	bool stay = cpumask_test_cpu(t->cpu, mask);
+	/*
+	 * Queued behind a running thread, it may now run where it could not:
+	 * an idle CPU halted with nothing it was allowed to take, and no
+	 * enqueue will tell it.  Kick one now, not at the busy CPU's next tick.
+	 */
+	if (stay && t->queued)
+		kick_idle(rq->cpu, mask);
 	rq_unlock(rq);
 	local_irq_restore(flags);
 	return stay ? 0 : thread_migrate(t, dest);
