@@ -74,9 +74,17 @@ void rq_program_timer(struct rq *rq, uint64_t now, bool force)
 		rq->timer_armed = false;
 		return;
 	}
-	if (rq->timer_armed && rq->next_event == target)
+	/*
+	 * Only an armed event still ahead is kept.  One already due has its
+	 * interrupt pending (re-arming costs one more tick) or lost (a test
+	 * reprogrammed the timer, or the interrupt never came): kept, it would
+	 * stand "earlier" than every later target, and a busy CPU, never idle
+	 * to force a re-arm, would run on with no tick and no slice end.
+	 */
+	bool ahead = rq->timer_armed && (int64_t)(rq->next_event - rdtsc()) > 0;
+	if (ahead && rq->next_event == target)
 		return;
-	if (!force && rq->timer_armed && (int64_t)(rq->next_event - target) <= 0)
+	if (!force && ahead && (int64_t)(rq->next_event - target) <= 0)
 		return;
 	rq->next_event = target;
 	rq->timer_armed = true;
