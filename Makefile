@@ -44,6 +44,28 @@ CFLAGS := -std=gnu11 -ffreestanding -nostdlib -mno-red-zone -mgeneral-regs-only 
 ifeq ($(LOCK_DEBUG),1)
 CFLAGS += -DLOCK_DEBUG -DLOCK_STAT
 endif
+# A known slowdown for proving comparisons (make test-compare, docs/bench.md): TYPE:NS makes
+# the registered lock type TYPE wait NS ns more in every acquire (kernel/lock_slowdown.c).
+# A malformed value or a name no lock file registers stops the build.
+LOCK_SLOWDOWN ?= ## TYPE:NS, e.g. ticket:200: that lock type's acquire waits NS ns more (tests only)
+override LOCK_SLOWDOWN := $(strip $(LOCK_SLOWDOWN))
+ifneq ($(LOCK_SLOWDOWN),)
+SLOWDOWN_TYPE := $(word 1,$(subst :, ,$(LOCK_SLOWDOWN)))
+SLOWDOWN_NS := $(word 2,$(subst :, ,$(LOCK_SLOWDOWN)))
+ifeq ($(shell echo '$(LOCK_SLOWDOWN)' | grep -Ex '[a-z0-9_]+:[0-9]{1,9}'),)
+$(error LOCK_SLOWDOWN=$(LOCK_SLOWDOWN): expected TYPE:NS, e.g. ticket:200 (NS in ns, 0..999999999))
+endif
+ifeq ($(shell grep -lE '\.name *= *"$(SLOWDOWN_TYPE)"' kernel/lock/*.c),)
+$(error LOCK_SLOWDOWN=$(LOCK_SLOWDOWN): no lock type "$(SLOWDOWN_TYPE)" in kernel/lock/ (docs/locks.md lists them))
+endif
+CFLAGS += -DLOCK_SLOWDOWN -DLOCK_SLOWDOWN_TYPE='"$(SLOWDOWN_TYPE)"' -DLOCK_SLOWDOWN_NS=$(SLOWDOWN_NS)ULL
+endif
+# The options above change every object: BUILD/options records them and is rewritten when they
+# change, so switching one in the same BUILD rebuilds instead of linking stale objects.
+BUILD_OPTIONS := LOCK_DEBUG=$(LOCK_DEBUG) LOCK_SLOWDOWN=$(LOCK_SLOWDOWN)
+ifneq ($(shell cat $(BUILD)/options 2>/dev/null),$(BUILD_OPTIONS))
+$(shell mkdir -p $(BUILD) && echo '$(BUILD_OPTIONS)' > $(BUILD)/options)
+endif
 # The lock code's per-CPU tables must cover every CPU the kernel can bring up.
 CFLAGS += -DLOCK_MAX_CPUS=256
 LDFLAGS := -nostdlib -z max-page-size=0x1000 -z noexecstack --no-warn-rwx-segments
@@ -83,12 +105,12 @@ deps: ## install what is missing (Debian 12/13, Ubuntu 24.04; as root, else prin
 test-fresh: ## clean-root test of make deps, run and test in fresh Debian 12 and 13 roots (root)
 	@scripts/test-fresh
 
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c $(BUILD)/options
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/%.o: %.asm
+$(BUILD)/%.o: %.asm $(BUILD)/options
 	@mkdir -p $(dir $@)
 	@echo "  NASM    $<"
 	@$(NASM) $(NASMFLAGS) $< -o $@

@@ -13,6 +13,7 @@
 #include "kernel.h"
 #include "ktest.h"
 #include "kvm.h"
+#include "lock_slowdown.h"
 #include "mm.h"
 #include "multiboot.h"
 #include "sched.h"
@@ -85,6 +86,8 @@ void kmain(uint32_t magic, uint32_t mbi_phys)
 	time_init();
 	mm_init();
 	kvm_pv_init(); /* after mm_init: maps its hypercall page */
+	/* LOCK_SLOWDOWN builds only: after time_init, before the other CPUs */
+	lock_slowdown_init();
 	smp_boot_aps();
 	watchdog_init();
 	sched_init(); /* from here on this context is thread 0 ("main") of CPU 0 */

@@ -87,9 +87,21 @@ struct lock_type {
 extern const struct lock_type *const __start_lock_types[];
 extern const struct lock_type *const __stop_lock_types[];
 
+/*
+ * A kernel built with LOCK_SLOWDOWN=TYPE:NS (kernel/lock_slowdown.c) shows
+ * that one type through a descriptor whose lock() also waits NS ns; without
+ * it the view is the descriptor itself and nothing is compiled.
+ */
+#ifdef LOCK_SLOWDOWN
+const struct lock_type *lock_slowdown_view(const struct lock_type *t);
+#define LOCK_TYPE_VIEW(t) lock_slowdown_view(t)
+#else
+#define LOCK_TYPE_VIEW(t) (t)
+#endif
+
 #define for_each_lock_type(t, pp)                                    \
 	for (const struct lock_type *const *pp = __start_lock_types; \
-	     pp < __stop_lock_types && ((t) = *pp, 1); pp++)
+	     pp < __stop_lock_types && ((t) = LOCK_TYPE_VIEW(*pp), 1); pp++)
 
 static inline bool lock_type_str_eq(const char *a, const char *b)
 {
