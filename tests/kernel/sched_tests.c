@@ -45,6 +45,35 @@ void join_all(struct thread **t, int n)
 	}
 }
 
+/*
+ * For threads doing a fixed amount of work whose length is the host's to
+ * decide (an emulated CPU under load may run a round trip at a tenth of its
+ * usual speed): what a lost wake-up or a hang looks like is work that stops,
+ * so the bound is on a stretch without progress, not on the whole.
+ */
+void join_all_progressing(struct thread **t, int n, long (*progress)(void))
+{
+	for (int i = 0; i < n; i++) {
+		if (!t[i])
+			continue;
+		long seen = progress();
+		uint64_t last = rdtsc();
+		while (!thread_join(t[i], JOIN_MS / 10)) {
+			long now = progress();
+			if (now != seen) {
+				seen = now;
+				last = rdtsc();
+			} else if (rdtsc() - last > ms_tsc(JOIN_MS)) {
+				kt_fail(__FILE__, __LINE__,
+				        "thread %s made no progress for %d ms (at %ld), not exited",
+				        t[i]->name, JOIN_MS, now);
+				sched_dump_threads();
+				break;
+			}
+		}
+	}
+}
+
 /* ---- Threads run, report their CPU, exit and are joined. */
 
 static volatile int run_count;
@@ -432,6 +461,11 @@ static void pong_worker(void *arg)
 	}
 }
 
+static long pingpong_progress(void)
+{
+	return pg.count[0] + pg.count[1];
+}
+
 KTEST(sched, wait_queue_pingpong, .timeout_ms = 20000)
 {
 	uint64_t t0 = rdtsc();
@@ -442,7 +476,7 @@ KTEST(sched, wait_queue_pingpong, .timeout_ms = 20000)
 	struct thread *t[2];
 	t[0] = thread_run(pong_worker, (void *)0, "ping", PRIO_BUSY, 0);
 	t[1] = thread_run(pong_worker, (void *)1, "pong", PRIO_BUSY, target_cpu());
-	join_all(t, 2);
+	join_all_progressing(t, 2, pingpong_progress);
 	KT_EXPECT_EQ(pg.count[0], PINGS);
 	KT_EXPECT_EQ(pg.count[1], PINGS);
 	char extra[48];

@@ -40,6 +40,8 @@ static inline bool model_preempts(void)
 
 /* Joins the threads (NULL ones skipped); one that does not exit in time is a failure. */
 void join_all(struct thread **t, int n);
+/* The same for threads whose run the host may stretch: a failure when progress() stands still. */
+void join_all_progressing(struct thread **t, int n, long (*progress)(void));
 
 /* A one-shot event threads can sleep on. */
 struct event {
