@@ -301,9 +301,17 @@ struct busy {
 	uint64_t va;
 	volatile int stop, started;
 	volatile uint64_t seen[MAX_CPUS];
+	/* The flush generation CPU 1's last read of seen[1] began in. */
+	volatile int gen, seen_gen;
 };
 
-/* Busy (not idle) CPUs; CPU 1 uses the domain, the others never touch it. */
+/*
+ * Busy (not idle) CPUs; CPU 1 uses the domain, the others never touch it.
+ * CPU 1 reads the generation before the page, so a read tagged with the
+ * generation set after the last flush returned began after that flush:
+ * the initiator waits for one before judging, instead of stopping CPU 1
+ * at once (its vCPU may not have run a read since the flush).
+ */
 static void busy_loop(void *arg)
 {
 	struct busy *b = arg;
@@ -313,8 +321,11 @@ static void busy_loop(void *arg)
 		tlb_domain_enter(b->dom);
 	__atomic_add_fetch(&b->started, 1, __ATOMIC_ACQ_REL);
 	while (!b->stop) {
-		if (me == 1)
+		if (me == 1) {
+			int g = __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE);
 			b->seen[me] = peek(b->va);
+			__atomic_store_n(&b->seen_gen, g, __ATOMIC_RELEASE);
+		}
 		cpu_relax();
 	}
 }
@@ -348,6 +359,8 @@ KTEST(tlb, untouched_skipped, .min_cpus = 3, .timeout_ms = 10000)
 	/* A CPU entering late catches up in full, so it cannot see what it skipped. */
 	vm_map(va, fb, PAGE_SIZE, VM_WRITE | VM_REPLACE);
 	flush_tlb_range_mode(va, va + PAGE_SIZE, TLB_SYNC);
+	__atomic_store_n(&b.gen, 1, __ATOMIC_RELEASE);
+	KT_EXPECT(spin_until(__atomic_load_n(&b.seen_gen, __ATOMIC_ACQUIRE) == 1, WAIT_NS));
 	b.stop = 1;
 	wait_others();
 	KT_EXPECT_EQ(b.seen[1], 2);
