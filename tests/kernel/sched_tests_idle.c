@@ -120,18 +120,40 @@ KTEST(sched, work_conservation, .min_cpus = 2, .timeout_ms = 20000)
 
 /* ---- An idle CPU takes no timer interrupt; a sleeping thread's CPU only its deadlines. */
 
-static volatile int nohz_blocked;
+static struct {
+	volatile int blocked;
+	/* Timer interrupts of the sleeper's CPU from its start to its last wake-up. */
+	volatile uint64_t fired;
+	/* Busy ticks a host stall of the running sleeper accounts for (see below). */
+	volatile uint64_t stall_ticks;
+} nohz;
 
+/*
+ * Counted by the sleeper itself, from its start to its last wake-up: after
+ * it exits, its idle CPU may rightly poll for the test thread that CPU 0
+ * has queued but not yet run (idle.c, arm_pull_retry), for as long as the
+ * host leaves CPU 0's vCPU waiting: that is the balancer at work, not a tick.
+ * While the sleeper runs, its CPU's busy tick is armed: when the host stops
+ * the vCPU for a tick period or more between a deadline and the next sleep,
+ * that tick fires, and the sleeper, timing that stretch, counts it.
+ */
 static void nohz_sleeper(void *arg)
 {
 	(void)arg;
-	uint64_t next = rdtsc();
+	int me = smp_processor_id();
+	uint64_t tick = ns_to_tsc(NSEC_PER_SEC / TICK_HZ);
+	uint64_t f0 = lapic_timer_fired(me, NULL);
+	uint64_t next = rdtsc(), awake_from = next;
 	for (int i = 0; i < 5; i++) {
 		next += ms_tsc(30);
-		if ((int64_t)(rdtsc() - next) < 0)
-			nohz_blocked++; /* a late start (host stall) may leave nothing to sleep */
+		uint64_t now = rdtsc();
+		nohz.stall_ticks += (now - awake_from) / tick;
+		if ((int64_t)(now - next) < 0)
+			nohz.blocked++; /* a late start (host stall) may leave nothing to sleep */
 		sleep_until(next);
+		awake_from = next; /* its wake-up interrupt came at the deadline or later */
 	}
+	nohz.fired = lapic_timer_fired(me, NULL) - f0;
 }
 
 KTEST(sched, tickless_idle, .min_cpus = 2, .timeout_ms = 10000)
@@ -157,17 +179,20 @@ KTEST(sched, tickless_idle, .min_cpus = 2, .timeout_ms = 10000)
 	 * early one re-arms: a few more), where a periodic tick would take 15.
 	 */
 	int t = target_cpu();
-	nohz_blocked = 0;
-	uint64_t f0 = lapic_timer_fired(t, NULL);
+	memset(&nohz, 0, sizeof(nohz));
 	struct thread *s = thread_run(nohz_sleeper, NULL, "nohz", PRIO_HIGH, t);
 	join_all(&s, 1);
-	msleep(5);
-	uint64_t fired = lapic_timer_fired(t, NULL) - f0;
-	char extra[48];
-	snprintf(extra, sizeof(extra), "cpu=%d sleeps=%d", t, nohz_blocked);
+	uint64_t fired = nohz.fired, bound = 2 * nohz.blocked + nohz.stall_ticks;
+	char extra[64];
+	snprintf(extra, sizeof(extra), "cpu=%d sleeps=%d stall_ticks=%lu", t, nohz.blocked,
+	         nohz.stall_ticks);
 	kt_metric("sched.tickless.sleeper_interrupts", (long long)fired, "interrupts", extra);
-	KT_EXPECT(fired >= (uint64_t)nohz_blocked);
-	KT_EXPECT_LE(fired, 2 * nohz_blocked);
+	if (nohz.stall_ticks)
+		kprintf("  # bound %lu: 2 per sleep and %lu busy ticks of host stalls of the "
+		        "running sleeper\n",
+		        bound, nohz.stall_ticks);
+	KT_EXPECT(fired >= (uint64_t)nohz.blocked);
+	KT_EXPECT_LE(fired, bound);
 }
 
 /* The watchdog leaves idle, tickless CPUs alone (runs for longer than its threshold). */
