@@ -31,8 +31,9 @@ non-word characters with '_': lock.ticket.throughput becomes lock_ticket_through
 import os
 import re
 
-HERE = os.path.dirname(os.path.realpath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
+from .paths import SCRIPTS
+
+HERE = os.path.join(SCRIPTS, 'lava')     # the job templates
 
 _NUMBER = r'-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?'
 

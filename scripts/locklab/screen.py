@@ -1,4 +1,4 @@
-"""screen.py: read the kernel's text back from a screenshot of its framebuffer.
+"""screen: read the kernel's text back from a screenshot of its framebuffer.
 
 The kernel draws 8x16 cells with its built-in font (kernel/console/font8x16.c)
 from the top-left corner.  decode() turns each cell of a screenshot back into
@@ -8,13 +8,11 @@ the screen was drawn in exactly the kernel's font.  Used by scripts/test-console
 (QEMU's screendump) and its unit tests.
 """
 import os
-import sys
 
-HERE = os.path.dirname(os.path.realpath(__file__))
-sys.path.insert(0, HERE)
-import mkfont  # noqa: E402
+from . import font as mkfont
+from .paths import REPO
 
-FONT_C = os.path.join(HERE, '..', 'kernel', 'console', 'font8x16.c')
+FONT_C = os.path.join(REPO, 'kernel', 'console', 'font8x16.c')
 CELL_W, CELL_H = 8, 16
 
 

@@ -9,7 +9,7 @@ this module imports only ktap_report, so there is no import cycle.
 
 import re
 
-from ktap_report import clip
+from .ktap_report import clip
 
 # Diagnostic formats, matched against the text after the leading '#'.
 _RUNNING = re.compile(r'running:\s+(\S+)(?:\s+timeout_ms=(\d+))?')

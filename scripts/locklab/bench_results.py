@@ -11,10 +11,7 @@ import math
 import os
 import re
 
-from scriptload import load_script
-
-# scripts/report: its histogram and gnuplot functions.
-REPORT = load_script('report', 'locklab_report_script')
+from . import report_hist
 
 # Attributes that always tell lines of one metric apart (a sweep or a configuration).
 IDENTITY_KEYS = frozenset(('cpus', 'threads', 'locks', 'section_us', 'load', 'mode', 'k',
@@ -107,13 +104,13 @@ def hist_stats(hist):
     """samples, min, avg, max, overflows and percentiles (p50 p90 p99 p999) of one hist block,
     in its unit.  Percentiles interpolate within the bucket; one that falls among the overflows
     is the block's max (flagged in 'tail_in_overflow')."""
-    rows = REPORT.hist_rows(hist)
+    rows = report_hist.hist_rows(hist)
     counted = sum(sum(c) for _, c in rows)
     overflows = hist.get('overflows') if isnum(hist.get('overflows')) else 0
     total = counted + overflows
     gmin, gmax = hist.get('min'), hist.get('max')
     nonempty = [start for start, counts in rows if sum(counts)]
-    last_edge = REPORT.bucket_end(hist, rows[-1][0]) if rows else None
+    last_edge = report_hist.bucket_end(hist, rows[-1][0]) if rows else None
     out = {'samples': total, 'min': gmin, 'avg': hist.get('avg'), 'max': gmax,
            'overflows': overflows, 'tail_in_overflow': False, 'beyond': [],
            'last_edge': last_edge}
@@ -122,7 +119,7 @@ def hist_stats(hist):
             out[key] = None
         return out
     if not isnum(gmax) and nonempty:
-        out['max'] = gmax = REPORT.bucket_end(hist, nonempty[-1])
+        out['max'] = gmax = report_hist.bucket_end(hist, nonempty[-1])
     for key, q in (('p50', 0.5), ('p90', 0.9), ('p99', 0.99), ('p999', 0.999)):
         target = q * total
         cum, value = 0, None
@@ -131,7 +128,7 @@ def hist_stats(hist):
             if not count:
                 continue
             if cum + count >= target:
-                end = REPORT.bucket_end(hist, start)
+                end = report_hist.bucket_end(hist, start)
                 value = start + (end - start) * max(0.0, (target - cum)) / count
                 break
             cum += count
@@ -153,10 +150,10 @@ def merge_hists(hists):
     if not hists:
         return None
     first = hists[0]
-    cpus = max(REPORT.hist_cpus(h) for h in hists)
+    cpus = max(report_hist.hist_cpus(h) for h in hists)
     merged = {}
     for h in hists:
-        for start, counts in REPORT.hist_rows(h):
+        for start, counts in report_hist.hist_rows(h):
             row = merged.setdefault(start, [0] * cpus)
             for cpu, count in enumerate(counts):
                 row[cpu] += count

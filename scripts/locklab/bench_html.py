@@ -6,8 +6,8 @@ without touching how any figure is computed.
 
 import html
 
-import bench_peers
-from bench_results import REPORT, _sig, factor_text, human, human_stats
+from . import bench_peers, report
+from .bench_results import _sig, factor_text, human, human_stats
 
 # scripts/bench's note on a leg whose repeats ran fewer tests than its first run.
 NARROW_NOTE = 'repeats after the first ran only'
@@ -15,7 +15,7 @@ NARROW_NOTE = 'repeats after the first ran only'
 
 # -- HTML ----------------------------------------------------------------------------------
 
-CSS = REPORT.CSS + """
+CSS = report.CSS + """
 td.nm, span.nm { color: #8d6e00; font-style: italic; }
 td.good { color: #2e7d32; font-weight: bold; } td.bad { color: #c62828; font-weight: bold; }
 table.env td:first-child { width: 16em; color: #555; }

@@ -1,14 +1,15 @@
-"""benchlib: aggregation and report of the benchmark matrix (`make bench`, scripts/bench).
+"""bench_report: aggregation and report of the benchmark matrix (`make bench`, scripts/bench).
 
-scripts/bench boots the kernel once per leg and repeat (scripts/run-qemu --json) and runs the
-host peers; this module and the bench_*.py modules beside it turn what they wrote into
-build/bench/: report.json, report.html, cyclictest-format histogram files and gnuplot PNGs.
+The bench command (bench.py) boots the kernel once per leg and repeat (scripts/run-qemu --json)
+and runs the host peers; this module and the bench_*.py modules beside it turn what they wrote
+into build/bench/: report.json, report.html, cyclictest-format histogram files and gnuplot PNGs.
 
 The work is split by subject: bench_results reads the runs and summarises the repeats,
-bench_scenarios computes the scenario ratios, the lock matrix and the peer table, bench_plots
-draws the gnuplot figures and bench_html writes the page.  This module holds what scripts/bench
-calls itself: the host's facts and build(), which puts the parts together.  It re-exports the
-other modules' names, so that callers need only `import benchlib`.
+bench_scenarios computes the scenario ratios, bench_locks the lock matrix and the host pthread
+table, bench_peers runs and reads the Linux peers, bench_plots draws the gnuplot figures and
+bench_html writes the page.  This module holds what the bench command calls itself: the host's
+facts and build(), which puts the parts together.  It re-exports the other modules' names, so
+that callers need only this module.
 
 Nothing in these modules knows a complete list of metric names.  Figures are discovered in the
 runs' JSON: a metric is identified by its leg (group, vCPUs, kernel options), the test that
@@ -26,28 +27,30 @@ import platform
 import re
 import shutil
 import subprocess
-import sys
 
-HERE = os.path.dirname(os.path.realpath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-# The parts of the report (they live next to this script), with every public name re-exported.
-from bench_results import (  # noqa: E402
-    IDENTITY_KEYS, REPORT, Results, factor_text, hist_stats, histfile_as_block, human,
+from . import report_hist
+from .paths import REPO
+
+# The parts of the report, with every public name re-exported for the bench command and tests.
+from .bench_results import (  # noqa: F401
+    IDENTITY_KEYS, Results, factor_text, hist_stats, histfile_as_block, human,
     human_stats, identity_keys, isnum, leg_label, load_runs, merge_hists, parse_histfile, pick,
     preferred_smp, quantile, read_text, run_hists, run_metrics, summarize, to_us)
-from bench_scenarios import (  # noqa: E402
-    HOST_NAMES, LOCK_PAIRS, PREEMPT_MODELS, PV_HEADLINE_OVERCOMMIT, PV_PAIRS, SCENARIOS,
+from .bench_scenarios import (  # noqa: F401
+    LOCK_PAIRS, PREEMPT_MODELS, PV_HEADLINE_OVERCOMMIT, PV_PAIRS, SCENARIOS,
     WAKEUP_HIST, WAKEUP_METRIC, _load_of, _load_order, _model_of, _model_order,
-    critical_section_note, figure, hist_pseudo, host_brk, host_lock_results, improvement,
-    leg_context, lock_matrix, lock_types, make_ratio, not_measured, paired_factors,
-    parse_metric_lines, peer_table, scenario_breakable, scenario_locks, scenario_multilock,
-    scenario_pv, scenario_tlb, scenario_wakeup, wakeup_table)
-from bench_plots import (  # noqa: E402
+    figure, hist_pseudo, improvement, leg_context, make_ratio, not_measured, paired_factors,
+    scenario_breakable, scenario_locks, scenario_multilock, scenario_pv, scenario_tlb,
+    scenario_wakeup, wakeup_table)
+from .bench_locks import (  # noqa: F401
+    HOST_NAMES, critical_section_note, host_brk, host_lock_results, lock_matrix, lock_types,
+    peer_table)
+from .metric_lines import parse_metric_lines  # noqa: F401
+from .bench_plots import (  # noqa: F401
     DECADE_BINS, GNUPLOT_TIMEOUT_S, Plots, draw_plots, gp_string, stat_triplet)
-from bench_html import (  # noqa: E402
+from .bench_html import (  # noqa: F401
     CSS, NARROW_NOTE, RATIO_HEAD, esc, pct_text, ratio_row, write_html)
-import bench_peers  # noqa: E402
+from . import bench_peers
 
 SCHEMA = 'locklab-bench/1'
 
@@ -261,14 +264,14 @@ def build(out_dir, runs, host_outputs=None, cyclic_runs=None, meta=None, gnuplot
     for h in results.hists:
         if not h['merged']:
             continue
-        name = REPORT.file_name('%s-smp%s%s' % (h['path'], h['smp'], ''.join(
+        name = report_hist.file_name('%s-smp%s%s' % (h['path'], h['smp'], ''.join(
             '-%s' % v for _, v in sorted(h['options'].items()))), taken, '.hist')
         with open(os.path.join(hist_dir, name), 'w', encoding='utf-8') as f:
-            f.write(REPORT.histfile_text(h['merged']))
+            f.write(report_hist.histfile_text(h['merged']))
         hist_names[h['id']] = 'hist/' + name
     for c in cyclic_runs or []:
         if c.get('text'):
-            name = REPORT.file_name('cyclictest-' + c['label'], taken, '.hist')
+            name = report_hist.file_name('cyclictest-' + c['label'], taken, '.hist')
             with open(os.path.join(hist_dir, name), 'w', encoding='utf-8') as f:
                 f.write(c['text'])
             c['histfile'] = 'hist/' + name

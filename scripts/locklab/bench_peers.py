@@ -24,8 +24,9 @@ import re
 import subprocess
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
+from .metric_lines import parse_metric_lines
+from .paths import REPO, SCRIPTS
+
 PEERS_BIN = os.path.join(REPO, 'build', 'host', 'locks', 'plain', 'peers')
 DEBUG_ISO = os.path.join(REPO, 'build', 'locklab.iso')
 PEERS_FILE = os.path.join('peers', 'peers.txt')
@@ -117,7 +118,7 @@ def run(bench):
                     % os.path.relpath(opts.debug_iso, REPO))
         return
     bench.status('debug kernel, uncontended', '')
-    argv = [os.path.join(HERE, 'run-qemu'), '--iso', opts.debug_iso, '--smp', str(smp),
+    argv = [os.path.join(SCRIPTS, 'run-qemu'), '--iso', opts.debug_iso, '--smp', str(smp),
             '--accel', opts.accel, '--cmdline', 'tests=lock.bench_uncontended bench=1',
             '--quiet', '--timeout', '120', '--log', log]
     try:
@@ -132,33 +133,6 @@ def run(bench):
 
 # ---- parsing and arithmetic -----------------------------------------------------------------
 
-_METRIC = re.compile(r'#\s*metric:\s+(\S+)\s+(\S+)\s+(\S+)(.*)$')
-
-
-def _attrs(text):
-    out = {}
-    for token in text.split():
-        k, sep, v = token.partition('=')
-        if sep:
-            out[k] = v
-    return out
-
-
-def parse_metrics(text):
-    """(path, value, unit, attrs as strings) of every '# metric:' line."""
-    out = []
-    for line in (text or '').splitlines():
-        m = _METRIC.search(line)
-        if not m:
-            continue
-        try:
-            value = float(m.group(2))
-        except ValueError:
-            continue
-        out.append((m.group(1), value, m.group(3), _attrs(m.group(4))))
-    return out
-
-
 def parse_peers(texts):
     """The peer benchmark's outputs: {(subject, what, loop, threads, mode): entry}.  Each entry
     has the samples in the order of their rounds; several outputs are concatenated."""
@@ -166,7 +140,8 @@ def parse_peers(texts):
         texts = [texts]
     entries = {}
     for text in texts:
-        for path, value, unit, attrs in parse_metrics(text):
+        for m in parse_metric_lines(text, typed=False):
+            path, value, unit, attrs = m['path'], m['value'], m['unit'], m['attrs']
             if not path.startswith(PREFIX):
                 continue
             name, _, what = path[len(PREFIX):].rpartition('.')
@@ -426,10 +401,10 @@ def guest_rows(results, out_dir):
         regex=r'^lock\.[^.]+\.uncontended_floor_x1000$') if e.get('group') == 'lock'
         and e['smp'] == smp}
     debug, debug_floor = {}, {}
-    for path, value, _, attrs in parse_metrics(debug_text or ''):
-        m = re.match(r'^lock\.([^.]+)\.uncontended_(cycles|floor_x1000)$', path)
-        if m and attrs.get('debug') == '1':
-            (debug if m.group(2) == 'cycles' else debug_floor)[m.group(1)] = value
+    for line in parse_metric_lines(debug_text, typed=False):
+        m = re.match(r'^lock\.([^.]+)\.uncontended_(cycles|floor_x1000)$', line['path'])
+        if m and line['attrs'].get('debug') == '1':
+            (debug if m.group(2) == 'cycles' else debug_floor)[m.group(1)] = line['value']
     rows = []
     for e in sorted(cyc, key=lambda e: e['stats']['median']):
         name = e['path'].split('.')[1]

@@ -21,7 +21,8 @@ import re
 import shutil
 import sys
 
-import ktap
+from . import ktap
+from .paths import REPO
 
 SPARK_UTF8 = ' \u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588'
 SPARK_ASCII = ' .:-=+*#%'
@@ -356,8 +357,7 @@ class TermView:
         if log:
             shown = os.path.relpath(log) if not os.path.relpath(log).startswith('..') else log
             out.append('log: %s   (raw bytes: %s.raw)' % (shown, shown))
-            default = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(
-                __file__))), 'build', 'last.log')
+            default = os.path.join(REPO, 'build', 'last.log')
             report_cmd = 'make report' if os.path.realpath(log) == default else \
                 'scripts/report %s' % shown
             out.append('next: %s (HTML and plots in build/report/); the whole console: '

@@ -9,9 +9,10 @@ import os
 import shutil
 import subprocess
 
-from bench_results import (REPORT, _sig, histfile_as_block, human, isnum, parse_histfile,
+from . import report_hist, report_plots
+from .bench_results import (_sig, histfile_as_block, human, isnum, parse_histfile,
                            preferred_smp, read_text, to_us)
-from bench_scenarios import PV_PAIRS, WAKEUP_HIST, _load_of, _load_order, _model_of, _model_order
+from .bench_scenarios import PV_PAIRS, WAKEUP_HIST, _load_of, _load_order, _model_of, _model_order
 
 GNUPLOT_TIMEOUT_S = 60
 # Bins per decade of the re-binned latency plots (logarithmic x axis).
@@ -20,8 +21,8 @@ DECADE_BINS = 10
 
 # -- plots ---------------------------------------------------------------------------------
 
-_g = REPORT._g
-gp_string = REPORT.gp_string
+_g = report_plots._g
+gp_string = report_plots.gp_string
 
 
 class Plots:
@@ -191,14 +192,14 @@ class Plots:
             if hist is None:
                 continue
             unit = hist.get('unit')
-            rows = [(s, sum(c)) for s, c in REPORT.hist_rows(hist) if sum(c)]
+            rows = [(s, sum(c)) for s, c in report_hist.hist_rows(hist) if sum(c)]
             total = sum(c for _, c in rows) + (hist.get('overflows') or 0)
             if not rows or not total:
                 continue
             pts = []
             for start, count in rows:
                 a = to_us(start, unit, tsc_mhz)
-                b = to_us(REPORT.bucket_end(hist, start), unit, tsc_mhz)
+                b = to_us(report_hist.bucket_end(hist, start), unit, tsc_mhz)
                 if a is not None and b is not None and b > a:
                     pts.append((a, b, count))
             if pts:
