@@ -8,21 +8,15 @@ import io
 import json
 import os
 import shutil
-import sys
 import tempfile
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, 'scripts'))
-import benchlib  # noqa: E402
-import ktap  # noqa: E402
-from scriptload import load_script  # noqa: E402
+import support  # noqa: F401  (puts scripts/ on sys.path)
+from locklab import bench, bench_plan, ktap, report_hist
+from locklab import bench_report as benchlib
+
 
 HAVE_GNUPLOT = shutil.which('gnuplot') is not None
-
-
-bench = load_script('bench', 'bench_script')
 
 
 def ktap_log(tests, tsc_mhz=2600.0):
@@ -240,7 +234,7 @@ class Histograms(unittest.TestCase):
 
     def test_locklab_histfile_round_trip(self):
         """scripts/report's cyclictest-format file reads back with its unit and rows."""
-        text = benchlib.REPORT.histfile_text(self.block())
+        text = report_hist.histfile_text(self.block())
         parsed = benchlib.parse_histfile(text)
         self.assertEqual(parsed['unit'], 'ns')
         self.assertEqual(parsed['rows'], [(0, [50, 40]), (1000, [5, 4]), (3000, [0, 1])])
@@ -527,26 +521,26 @@ class Report(unittest.TestCase):
 
 class Plan(unittest.TestCase):
     def test_lock_vcpus(self):
-        self.assertEqual(bench.lock_smps('full', 2), [1, 2, 4, 8])
-        self.assertEqual(bench.lock_smps('full', 48), [1, 2, 4, 8, 16, 32, 48])
-        self.assertEqual(bench.lock_smps('quick', 2), [4])
-        self.assertEqual(bench.lock_smps('full', 2, [3, 1, 3]), [1, 3])
+        self.assertEqual(bench_plan.lock_smps('full', 2), [1, 2, 4, 8])
+        self.assertEqual(bench_plan.lock_smps('full', 48), [1, 2, 4, 8, 16, 32, 48])
+        self.assertEqual(bench_plan.lock_smps('quick', 2), [4])
+        self.assertEqual(bench_plan.lock_smps('full', 2, [3, 1, 3]), [1, 3])
 
     def test_legs(self):
-        legs = bench.plan('full', 2)
+        legs = bench_plan.plan('full', 2)
         groups = [(l.group, l.smp) for l in legs]
         self.assertNotIn(('overcommit', 4), groups)      # smp=4 and 8 already overcommit
         self.assertEqual([l.options['preempt'] for l in legs if l.group == 'sched'],
                          ['none', 'voluntary', 'full', 'rt'])
         self.assertEqual(legs[0].cmdline, 'tests=lock.* bench=1')
         self.assertIn('shootdown=lazy', [l for l in legs if l.conditional][0].cmdline)
-        big = bench.plan('quick', 16)
+        big = bench_plan.plan('quick', 16)
         self.assertIn(('overcommit', 32), [(l.group, l.smp) for l in big])
         self.assertIn(('overcommit', 64), [(l.group, l.smp) for l in big])
         # 2x is the quick lock leg on 2 CPUs; 4x needs a leg of its own.
-        self.assertEqual([l.smp for l in bench.plan('quick', 2) if l.group == 'overcommit'],
+        self.assertEqual([l.smp for l in bench_plan.plan('quick', 2) if l.group == 'overcommit'],
                          [8])
-        self.assertEqual({l.smp for l in bench.plan('quick', 2) if l.group == 'sched'}, {2})
+        self.assertEqual({l.smp for l in bench_plan.plan('quick', 2) if l.group == 'sched'}, {2})
         self.assertEqual({l.smp for l in legs if l.group == 'tlb'}, {4})
 
     def test_reuse_rebuilds_the_report(self):

@@ -5,14 +5,11 @@ fail on a lock that excludes nobody."""
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, 'scripts'))
-import bench_peers  # noqa: E402
+import support  # noqa: F401  (puts scripts/ on sys.path)
+from locklab import bench_peers
 
 
 def line(name, what, samples, unit='ns', **attrs):

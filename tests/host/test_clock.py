@@ -5,38 +5,23 @@ import contextlib
 import io
 import json
 import os
-import shlex
-import subprocess
-import sys
 import tempfile
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.join(HERE, 'data')
-REPO = os.path.dirname(os.path.dirname(HERE))
-RUN_QEMU = os.path.join(REPO, 'scripts', 'run-qemu')
-FAKE_QEMU = os.path.join(HERE, 'fake_qemu.py')
-
-sys.path.insert(0, os.path.join(REPO, 'scripts'))
-from scriptload import load_script  # noqa: E402
-
-rq = load_script('run-qemu', 'run_qemu')
-
-
-def option_after(argv, flag):
-    return argv[argv.index(flag) + 1]
+from support import fake_qemu_run, option_after
+from locklab import runner_options, runner_qemu
 
 
 class ClockOptions(unittest.TestCase):
     def parse_error(self, argv):
         with contextlib.redirect_stderr(io.StringIO()) as err:
             with self.assertRaises(SystemExit) as raised:
-                rq.parse_args(argv)
+                runner_options.parse_args(argv)
         return raised.exception.code, err.getvalue()
 
     def test_default_is_real(self):
-        self.assertEqual(rq.parse_args([]).clock, 'real')
-        self.assertEqual(rq.parse_args(['--clock', 'virtual']).clock, 'virtual')
+        self.assertEqual(runner_options.parse_args([]).clock, 'real')
+        self.assertEqual(runner_options.parse_args(['--clock', 'virtual']).clock, 'virtual')
 
     def test_bad_values_exit_4(self):
         for argv in (['--clock', 'icount'], ['--clock', 'Virtual'], ['--clock']):
@@ -50,7 +35,7 @@ class ClockOptions(unittest.TestCase):
         self.assertIn('--clock virtual needs TCG', err)
         # auto and tcg are fine: virtual time always picks TCG.
         for accel in ('auto', 'tcg'):
-            self.assertEqual(rq.parse_args(['--clock', 'virtual', '--accel', accel]).accel, accel)
+            self.assertEqual(runner_options.parse_args(['--clock', 'virtual', '--accel', accel]).accel, accel)
 
 
 class ClockCommand(unittest.TestCase):
@@ -58,14 +43,14 @@ class ClockCommand(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             iso = os.path.join(tmp, 'a.iso')
             open(iso, 'w').close()
-            opts = rq.parse_args(['--iso', iso] + list(argv))
-            return rq.build_command(['qemu'], opts, accel, '', tmp)
+            opts = runner_options.parse_args(['--iso', iso] + list(argv))
+            return runner_qemu.build_command(['qemu'], opts, accel, '', tmp)
 
     def test_virtual_is_single_threaded_icount(self):
         argv = self.command('--clock', 'virtual', '--smp', '4')
         self.assertEqual(option_after(argv, '-accel'), 'tcg,thread=single')
         icount = dict(kv.split('=') for kv in option_after(argv, '-icount').split(','))
-        self.assertEqual(icount, {'shift': str(rq.ICOUNT_SHIFT), 'sleep': 'off',
+        self.assertEqual(icount, {'shift': str(runner_qemu.ICOUNT_SHIFT), 'sleep': 'off',
                                   'align': 'off'})
         self.assertEqual(argv.count('-accel'), 1)
 
@@ -78,13 +63,13 @@ class ClockCommand(unittest.TestCase):
             self.assertNotIn('-icount', command)
 
     def test_kernel_cmdline(self):
-        self.assertEqual(rq.kernel_cmdline('tcg', 2, 'tests=lock.*', 'virtual'),
+        self.assertEqual(runner_qemu.kernel_cmdline('tcg', 2, 'tests=lock.*', 'virtual'),
                          'exit=qemu accel=tcg host_cpus=2 clock=virtual tests=lock.*')
         # Real time is the kernel's default and is not passed, so kernels older than the
         # clock= option still boot under the same runner.
-        self.assertEqual(rq.kernel_cmdline('tcg', 2, '', 'real'),
+        self.assertEqual(runner_qemu.kernel_cmdline('tcg', 2, '', 'real'),
                          'exit=qemu accel=tcg host_cpus=2')
-        self.assertEqual(rq.kernel_cmdline('kvm', 8), 'exit=qemu accel=kvm host_cpus=8')
+        self.assertEqual(runner_qemu.kernel_cmdline('kvm', 8), 'exit=qemu accel=kvm host_cpus=8')
 
 
 class ClockRuns(unittest.TestCase):
@@ -93,19 +78,11 @@ class ClockRuns(unittest.TestCase):
     def run_qemu(self, *args):
         tmp = tempfile.TemporaryDirectory()
         self.addCleanup(tmp.cleanup)
-        iso = os.path.join(tmp.name, 'locklab.iso')
-        open(iso, 'w').close()
         self.argv_file = os.path.join(tmp.name, 'argv.json')
-        env = dict(os.environ, CI='1', LOCKLAB_QEMU=shlex.join([sys.executable, FAKE_QEMU]),
-                   FAKE_QEMU_EXIT='1', FAKE_QEMU_ARGV=self.argv_file,
-                   FAKE_QEMU_LOG=os.path.join(DATA, 'pass_nested2.log'))
-        env.pop('FAKE_QEMU_HANG', None)
-        command = [sys.executable, RUN_QEMU, '--iso', iso, '--smp', '2',
-                   '--log', os.path.join(tmp.name, 'serial.log'),
-                   '--json', os.path.join(tmp.name, 'run.json')] + list(args)
-        proc = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              timeout=60, text=True)
         self.json_file = os.path.join(tmp.name, 'run.json')
+        open(os.path.join(tmp.name, 'locklab.iso'), 'w').close()
+        proc, _ = fake_qemu_run(tmp.name, ['--json', self.json_file] + list(args),
+                                log='pass_nested2.log', smp=2)
         return proc
 
     def test_virtual_run(self):

@@ -10,10 +10,9 @@ import time
 import unittest
 import xml.etree.ElementTree as ET
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.join(HERE, 'data')
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), 'scripts'))
-import ktap  # noqa: E402
+from support import DATA
+from locklab import ktap
+
 
 SAMPLES = sorted(f for f in os.listdir(DATA) if f.endswith('.log'))
 END_MARKER = b'# locklab: end verdict='

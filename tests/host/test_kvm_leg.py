@@ -2,16 +2,12 @@
 
 import os
 import subprocess
-import sys
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, 'scripts'))
-from scriptload import load_script  # noqa: E402
+from support import REPO, load_command_file
+from locklab import runner_qemu
 
-tk = load_script('test-kvm', 'test_kvm_script')
-rq = load_script('run-qemu', 'run_qemu_for_kvm_leg')
+tk = load_command_file('test-kvm')
 
 TIME = ('# time: TSC 2300.000 MHz (from kvmclock (the pvclock scale)), invariant TSC: no\n'
         '  # time: TSC source kvmclock, 2300.000 MHz\n')
@@ -69,10 +65,10 @@ class CheckLog(unittest.TestCase):
 
 class RunnerAllowance(unittest.TestCase):
     def test_software_kvm_gets_more_time_than_tcg(self):
-        self.assertEqual(rq.timeout_factor('kvm', 2, 2), 1.0)
-        self.assertEqual(rq.timeout_factor('tcg', 2, 2), 4.0)
-        self.assertEqual(rq.timeout_factor('kvm', 2, 2, fast_kvm=False), rq.SOFTWARE_KVM_FACTOR)
-        self.assertGreater(rq.SOFTWARE_KVM_FACTOR, rq.timeout_factor('tcg', 2, 2))
+        self.assertEqual(runner_qemu.timeout_factor('kvm', 2, 2), 1.0)
+        self.assertEqual(runner_qemu.timeout_factor('tcg', 2, 2), 4.0)
+        self.assertEqual(runner_qemu.timeout_factor('kvm', 2, 2, fast_kvm=False), runner_qemu.SOFTWARE_KVM_FACTOR)
+        self.assertGreater(runner_qemu.SOFTWARE_KVM_FACTOR, runner_qemu.timeout_factor('tcg', 2, 2))
 
 
 class Skip(unittest.TestCase):

@@ -4,16 +4,12 @@ model of LAVA's monitor loop (no lava-dispatcher needed), and the job templates.
 import os
 import random
 import re
-import sys
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.join(HERE, 'data')
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, 'scripts'))
-sys.path.insert(0, os.path.join(REPO, 'scripts', 'lava'))
-import ktap  # noqa: E402
-import lavalib  # noqa: E402
+from support import DATA
+from locklab import ktap
+from locklab import lava as lavalib
+
 
 try:
     import yaml

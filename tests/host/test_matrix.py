@@ -7,17 +7,11 @@ import sys
 import tempfile
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.join(HERE, 'data')
-REPO = os.path.dirname(os.path.dirname(HERE))
+from support import HERE, DATA, REPO
+from locklab import matrix as tm
+
 TEST_MATRIX = os.path.join(REPO, 'scripts', 'test-matrix')
 FAKE_QEMU = os.path.join(HERE, 'fake_qemu.py')
-
-
-sys.path.insert(0, os.path.join(REPO, 'scripts'))
-from scriptload import load_script  # noqa: E402
-
-tm = load_script('test-matrix', 'test_matrix_script')
 
 
 class MatrixFile(unittest.TestCase):

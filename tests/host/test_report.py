@@ -7,21 +7,16 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.join(HERE, 'data')
-REPO = os.path.dirname(os.path.dirname(HERE))
+from support import DATA
+from locklab import report, report_hist, report_plots
+
 SAMPLE = os.path.join(DATA, 'report_sample.log')
 HAVE_GNUPLOT = shutil.which('gnuplot') is not None
 
 
-sys.path.insert(0, os.path.join(REPO, 'scripts'))
-from scriptload import load_script  # noqa: E402
-
-report = load_script('report', 'report_script')
 ktap = report.ktap
 
 # What the sample log holds.
@@ -337,21 +332,21 @@ class EdgeCases(unittest.TestCase):
 
 class Helpers(unittest.TestCase):
     def test_common_affixes(self):
-        self.assertEqual(report.common_affixes(['lock.tas.throughput', 'lock.mcs.throughput']),
+        self.assertEqual(report_plots.common_affixes(['lock.tas.throughput', 'lock.mcs.throughput']),
                          {'lock.tas.throughput': 'tas', 'lock.mcs.throughput': 'mcs'})
-        self.assertEqual(report.common_affixes(['a.b']), {'a.b': 'a.b'})
+        self.assertEqual(report_plots.common_affixes(['a.b']), {'a.b': 'a.b'})
 
     def test_series_split_by_varying_keys(self):
         metrics = [{'path': 'lock.m.throughput', 'value': v, 'unit': 'ops/s',
                     'attrs': {'cpus': c, 'locks': l, 'debug': 1}}
                    for c, l, v in ((1, 2, 10), (2, 2, 8), (1, 8, 5), (2, 8, 4), (2, 8, 6))]
-        series = report.metric_series(metrics, 'cpus')
+        series = report_plots.metric_series(metrics, 'cpus')
         self.assertEqual(series, {'ops/s': [('lock.m.throughput locks=2', [(1, 10), (2, 8)]),
                                             ('lock.m.throughput locks=8', [(1, 5), (2, 5)])]})
 
     def test_log2_bucket_edges(self):
         hist = {'bucket': 'log2', 'buckets': []}
-        self.assertEqual([report.bucket_end(hist, s) for s in (0, 1, 2, 64)], [1, 2, 4, 128])
+        self.assertEqual([report_hist.bucket_end(hist, s) for s in (0, 1, 2, 64)], [1, 2, 4, 128])
 
 
 if __name__ == '__main__':

@@ -6,25 +6,13 @@ import io
 import json
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
-import time
 import unittest
 import xml.etree.ElementTree as ET
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.join(HERE, 'data')
-REPO = os.path.dirname(os.path.dirname(HERE))
-RUN_QEMU = os.path.join(REPO, 'scripts', 'run-qemu')
-FAKE_QEMU = os.path.join(HERE, 'fake_qemu.py')
-
-
-sys.path.insert(0, os.path.join(REPO, 'scripts'))
-from scriptload import load_script  # noqa: E402
-import ktap  # noqa: E402
-
-rq = load_script('run-qemu', 'run_qemu')
+from support import DATA, FAKE_QEMU, fake_qemu_run
+from locklab import ktap, runner_console, runner_options, runner_qemu
 
 
 def qemu_split(option):
@@ -49,7 +37,7 @@ class Options(unittest.TestCase):
     def exit_code(self, argv):
         with contextlib.redirect_stderr(io.StringIO()) as err:
             with self.assertRaises(SystemExit) as raised:
-                rq.parse_args(argv)
+                runner_options.parse_args(argv)
         return raised.exception.code, err.getvalue()
 
     def test_bad_options_exit_4(self):
@@ -67,25 +55,25 @@ class Options(unittest.TestCase):
     def test_help_exits_0(self):
         with contextlib.redirect_stdout(io.StringIO()):
             with self.assertRaises(SystemExit) as raised:
-                rq.parse_args(['--help'])
+                runner_options.parse_args(['--help'])
         self.assertEqual(raised.exception.code, 0)
 
     def test_defaults(self):
-        opts = rq.parse_args([])
+        opts = runner_options.parse_args([])
         self.assertEqual((opts.smp, opts.accel, opts.firmware, opts.machine, opts.timeout),
                          (4, 'auto', 'bios', 'q35', 300.0))
 
 
 class Decisions(unittest.TestCase):
     def test_comma_escaping(self):
-        self.assertEqual(rq.qemu_opt_escape('a,b,,c'), 'a,,b,,,,c')
-        line = rq.kernel_cmdline('tcg', 2, ' tests=boot.*,smp.* seed=3 ')
+        self.assertEqual(runner_qemu.qemu_opt_escape('a,b,,c'), 'a,,b,,,,c')
+        line = runner_qemu.kernel_cmdline('tcg', 2, ' tests=boot.*,smp.* seed=3 ')
         self.assertEqual(line, 'exit=qemu accel=tcg host_cpus=2 tests=boot.*,smp.* seed=3')
-        arg = rq.fw_cfg_arg(line)
+        arg = runner_qemu.fw_cfg_arg(line)
         self.assertEqual(qemu_split(arg), {'name': 'opt/locklab/cmdline', 'string': line})
 
     def test_cmdline_without_user_part(self):
-        self.assertEqual(rq.kernel_cmdline('kvm', 8), 'exit=qemu accel=kvm host_cpus=8')
+        self.assertEqual(runner_qemu.kernel_cmdline('kvm', 8), 'exit=qemu accel=kvm host_cpus=8')
 
     def fake_sysfs(self, tmp, modules, kvm_openable=True):
         for module in modules:
@@ -107,7 +95,7 @@ class Decisions(unittest.TestCase):
         for modules, openable, accel, words in cases:
             with tempfile.TemporaryDirectory() as tmp:
                 sysfs, dev = self.fake_sysfs(tmp, modules, openable)
-                got, reason = rq.choose_accel('auto', sysfs, dev)
+                got, reason = runner_qemu.choose_accel('auto', sysfs, dev)
                 self.assertEqual(got, accel, modules)
                 self.assertIn(words, reason)
 
@@ -116,13 +104,13 @@ class Decisions(unittest.TestCase):
                'qemu-system-x86_64: kvm.c:3185: kvm_buf_set_msrs: Assertion failed.']
         feature = ["qemu-system-x86_64: warning: host doesn't support requested feature: "
                    "CPUID.01H:ECX.pni [bit 0]"]
-        intel = rq.cpu_fallback('kvm', None, 0, msr, 'GenuineIntel')
+        intel = runner_qemu.cpu_fallback('kvm', None, 0, msr, 'GenuineIntel')
         self.assertTrue(intel.startswith('Skylake-Client,'))
         for feature_name in ('+kvm-pv-unhalt', '+kvmclock', '+kvm-steal-time', '+x2apic'):
             self.assertIn(feature_name, intel.split(','))
-        self.assertTrue(rq.cpu_fallback('kvm', None, 0, msr, 'AuthenticAMD').startswith('EPYC,'))
-        self.assertTrue(rq.cpu_fallback('kvm', None, 0, msr, None).startswith('qemu64,'))
-        self.assertTrue(rq.cpu_fallback('kvm', None, 0, ['kvm_init_vcpu failed: Invalid'],
+        self.assertTrue(runner_qemu.cpu_fallback('kvm', None, 0, msr, 'AuthenticAMD').startswith('EPYC,'))
+        self.assertTrue(runner_qemu.cpu_fallback('kvm', None, 0, msr, None).startswith('qemu64,'))
+        self.assertTrue(runner_qemu.cpu_fallback('kvm', None, 0, ['kvm_init_vcpu failed: Invalid'],
                                         'GenuineIntel'))
         # Not a refusal of the CPU, or not ours to change: no retry.
         for accel, cpu, output, errors in (('tcg', None, 0, msr), ('kvm', 'host', 0, msr),
@@ -130,33 +118,33 @@ class Decisions(unittest.TestCase):
                                            ('kvm', None, 0, ['Could not access KVM kernel '
                                                              'module: No such file']),
                                            ('kvm', None, 0, [])):
-            self.assertIsNone(rq.cpu_fallback(accel, cpu, output, errors, 'GenuineIntel'),
+            self.assertIsNone(runner_qemu.cpu_fallback(accel, cpu, output, errors, 'GenuineIntel'),
                               (accel, cpu, output, errors))
 
     def test_accel_requested(self):
         with tempfile.TemporaryDirectory() as tmp:
             sysfs, dev = self.fake_sysfs(tmp, ['kvm_pvm'])
-            self.assertEqual(rq.choose_accel('tcg', sysfs, dev)[0], 'tcg')
-            accel, reason = rq.choose_accel('kvm', sysfs, dev)
+            self.assertEqual(runner_qemu.choose_accel('tcg', sysfs, dev)[0], 'tcg')
+            accel, reason = runner_qemu.choose_accel('kvm', sysfs, dev)
             self.assertEqual(accel, 'kvm')
             self.assertIn('warning', reason)
-            with self.assertRaises(rq.SetupError):
-                rq.choose_accel('kvm', sysfs, os.path.join(tmp, 'missing'))
+            with self.assertRaises(runner_options.SetupError):
+                runner_qemu.choose_accel('kvm', sysfs, os.path.join(tmp, 'missing'))
 
     def test_timeout_factor(self):
-        self.assertEqual(rq.timeout_factor('kvm', 4, 8), 1)
-        self.assertEqual(rq.timeout_factor('tcg', 4, 8), 4)
-        self.assertEqual(rq.timeout_factor('tcg', 4, 2), 8)
-        self.assertEqual(rq.timeout_factor('kvm', 16, 4), 4)
-        self.assertEqual(rq.timeout_factor('tcg', 1, 0), 4)
-        self.assertAlmostEqual(rq.test_allowance(2000, 4), 13.0)
-        self.assertAlmostEqual(rq.test_allowance(100, 1), 5.1)
+        self.assertEqual(runner_qemu.timeout_factor('kvm', 4, 8), 1)
+        self.assertEqual(runner_qemu.timeout_factor('tcg', 4, 8), 4)
+        self.assertEqual(runner_qemu.timeout_factor('tcg', 4, 2), 8)
+        self.assertEqual(runner_qemu.timeout_factor('kvm', 16, 4), 4)
+        self.assertEqual(runner_qemu.timeout_factor('tcg', 1, 0), 4)
+        self.assertAlmostEqual(runner_qemu.test_allowance(2000, 4), 13.0)
+        self.assertAlmostEqual(runner_qemu.test_allowance(100, 1), 5.1)
 
     def test_memory(self):
-        self.assertEqual(rq.memory_mb(None, 4), 512)
-        self.assertEqual(rq.memory_mb(None, 32), 1024)
-        self.assertEqual(rq.memory_mb(64, 1), 64)
-        self.assertEqual(rq.memory_mb(64, 8), 256)
+        self.assertEqual(runner_qemu.memory_mb(None, 4), 512)
+        self.assertEqual(runner_qemu.memory_mb(None, 32), 1024)
+        self.assertEqual(runner_qemu.memory_mb(64, 1), 64)
+        self.assertEqual(runner_qemu.memory_mb(64, 8), 256)
 
     def test_ovmf_search(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -164,32 +152,31 @@ class Decisions(unittest.TestCase):
             missing = os.path.join(tmp, 'missing.fd')
             for path in (code, variables, single):
                 open(path, 'w').close()
-            self.assertEqual(rq.find_ovmf([(missing, variables), (code, variables)], {}),
+            self.assertEqual(runner_qemu.find_ovmf([(missing, variables), (code, variables)], {}),
                              (code, variables))
-            self.assertEqual(rq.find_ovmf([(code, missing), (single, None)], {}), (single, None))
-            with self.assertRaises(rq.SetupError):
-                rq.find_ovmf([(missing, None)], {})
+            self.assertEqual(runner_qemu.find_ovmf([(code, missing), (single, None)], {}), (single, None))
+            with self.assertRaises(runner_options.SetupError):
+                runner_qemu.find_ovmf([(missing, None)], {})
             env = {'LOCKLAB_OVMF_CODE': code, 'LOCKLAB_OVMF_VARS': variables}
-            self.assertEqual(rq.find_ovmf([], env), (code, variables))
+            self.assertEqual(runner_qemu.find_ovmf([], env), (code, variables))
 
     def test_qemu_status(self):
-        self.assertEqual(rq.qemu_status_verdict(1)[0], 0)
-        self.assertEqual(rq.qemu_status_verdict(3)[0], 1)
-        self.assertEqual(rq.qemu_status_verdict(5)[0], 2)
-        self.assertEqual(rq.qemu_status_verdict(7)[0], 2)
-        self.assertEqual(rq.qemu_status_verdict(0)[0], 2)
-        self.assertEqual(rq.qemu_status_verdict(-9)[0], 2)
+        self.assertEqual(runner_console.qemu_status_verdict(1)[0], 0)
+        self.assertEqual(runner_console.qemu_status_verdict(3)[0], 1)
+        self.assertEqual(runner_console.qemu_status_verdict(5)[0], 2)
+        self.assertEqual(runner_console.qemu_status_verdict(7)[0], 2)
+        self.assertEqual(runner_console.qemu_status_verdict(0)[0], 2)
+        self.assertEqual(runner_console.qemu_status_verdict(-9)[0], 2)
 
     def test_combined_verdict(self):
-        import ktap
         complete = ktap.parse_text('KTAP version 1\n1..1\nok 1 a\n# locklab: end verdict=pass\n')
         cut = ktap.parse_text('KTAP version 1\n1..2\nok 1 a\n')
-        self.assertEqual(rq.combine_verdicts(complete, 1), (0, []))
-        self.assertEqual(rq.combine_verdicts(complete, 3)[0], 1)      # QEMU's worse word wins
-        self.assertEqual(rq.combine_verdicts(complete, 0)[0], 0)      # log complete: it decides
-        self.assertEqual(rq.combine_verdicts(cut, 0)[0], 2)
-        self.assertEqual(rq.combine_verdicts(cut, 1)[0], 2)           # the log's worse word wins
-        code, notes = rq.combine_verdicts(complete, None)             # killed after the end
+        self.assertEqual(runner_console.combine_verdicts(complete, 1), (0, []))
+        self.assertEqual(runner_console.combine_verdicts(complete, 3)[0], 1)      # QEMU's worse word wins
+        self.assertEqual(runner_console.combine_verdicts(complete, 0)[0], 0)      # log complete: it decides
+        self.assertEqual(runner_console.combine_verdicts(cut, 0)[0], 2)
+        self.assertEqual(runner_console.combine_verdicts(cut, 1)[0], 2)           # the log's worse word wins
+        code, notes = runner_console.combine_verdicts(complete, None)             # killed after the end
         self.assertEqual(code, 0)
         self.assertIn('did not exit', notes[0])
 
@@ -197,8 +184,8 @@ class Decisions(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             iso = os.path.join(tmp, 'x,y.iso')
             open(iso, 'w').close()
-            opts = rq.parse_args(['--iso', iso, '--smp', '2', '--cmdline', 'tests=a,b'])
-            command = rq.build_command(['qemu'], opts, 'tcg', 'exit=qemu tests=a,b', tmp)
+            opts = runner_options.parse_args(['--iso', iso, '--smp', '2', '--cmdline', 'tests=a,b'])
+            command = runner_qemu.build_command(['qemu'], opts, 'tcg', 'exit=qemu tests=a,b', tmp)
         joined = ' '.join(command)
         self.assertIn('-accel tcg,thread=multi', joined)
         self.assertIn('-cpu max', joined)
@@ -212,8 +199,8 @@ class Decisions(unittest.TestCase):
             iso = os.path.join(tmp, 'a.iso')
             open(iso, 'w').close()
             for extra, cpu in (([], 'host'), (['--cpu', 'max,+x2apic'], 'max,+x2apic')):
-                opts = rq.parse_args(['--iso', iso] + extra)
-                command = rq.build_command(['qemu'], opts, 'kvm', '', tmp)
+                opts = runner_options.parse_args(['--iso', iso] + extra)
+                command = runner_qemu.build_command(['qemu'], opts, 'kvm', '', tmp)
                 self.assertEqual(command[command.index('-cpu') + 1], cpu)
                 self.assertEqual(command[command.index('-accel') + 1], 'kvm')
 
@@ -225,7 +212,7 @@ class Decisions(unittest.TestCase):
             open(table, 'w').close()
 
             def command(*extra):
-                return rq.build_command(['qemu'], rq.parse_args(['--iso', iso] + list(extra)),
+                return runner_qemu.build_command(['qemu'], runner_options.parse_args(['--iso', iso] + list(extra)),
                                         'tcg', '', tmp)
             # com1, the default: the first ISA port is ours, as it always was.
             default = command()
@@ -248,49 +235,49 @@ class Decisions(unittest.TestCase):
             with_table = command('--console', 'com2', '--acpitable', table)
             self.assertEqual(qemu_split(with_table[with_table.index('-acpitable') + 1]),
                              {'file': table})
-            with self.assertRaises(rq.SetupError):
+            with self.assertRaises(runner_options.SetupError):
                 command('--acpitable', os.path.join(tmp, 'missing.dat'))
         code, err = Options.exit_code(self, ['--console', 'com3'])
         self.assertEqual(code, 4)
         self.assertIn('--console', err)
 
     def test_apic_ids_topology(self):
-        opts = rq.parse_args(['--apic-ids', '0,1,256,4095'])
+        opts = runner_options.parse_args(['--apic-ids', '0,1,256,4095'])
         self.assertEqual(opts.smp, 4)
-        self.assertEqual(rq.topology_args([0, 1, 256, 4095], 'max,+x2apic'), [
+        self.assertEqual(runner_qemu.topology_args([0, 1, 256, 4095], 'max,+x2apic'), [
             '-smp', 'cpus=1,maxcpus=4096,sockets=16,cores=256,threads=1',
             '-device', 'intel-iommu,intremap=on,eim=on',
             '-device', 'max-x86_64-cpu,socket-id=0,core-id=1,thread-id=0',
             '-device', 'max-x86_64-cpu,socket-id=1,core-id=0,thread-id=0',
             '-device', 'max-x86_64-cpu,socket-id=15,core-id=255,thread-id=0'])
         # Below 255 one socket is enough, and QEMU needs no IOMMU.
-        self.assertEqual(rq.topology_args([0, 3, 17], 'host'), [
+        self.assertEqual(runner_qemu.topology_args([0, 3, 17], 'host'), [
             '-smp', 'cpus=1,maxcpus=18,sockets=1,cores=18,threads=1',
             '-device', 'host-x86_64-cpu,socket-id=0,core-id=3,thread-id=0',
             '-device', 'host-x86_64-cpu,socket-id=0,core-id=17,thread-id=0'])
-        self.assertIn('eim=on', ' '.join(rq.topology_args([0, 255], 'max')))
-        self.assertEqual(rq.topology_args([0], 'max'),
+        self.assertIn('eim=on', ' '.join(runner_qemu.topology_args([0, 255], 'max')))
+        self.assertEqual(runner_qemu.topology_args([0], 'max'),
                          ['-smp', 'cpus=1,maxcpus=1,sockets=1,cores=1,threads=1'])
 
     def test_apic_ids_command(self):
         with tempfile.TemporaryDirectory() as tmp:
             iso = os.path.join(tmp, 'a.iso')
             open(iso, 'w').close()
-            opts = rq.parse_args(['--iso', iso, '--apic-ids', '0,300'])
+            opts = runner_options.parse_args(['--iso', iso, '--apic-ids', '0,300'])
             for accel, machine in (('tcg', 'q35'), ('kvm', 'q35,kernel-irqchip=split')):
-                command = rq.build_command(['qemu'], opts, accel, '', tmp)
+                command = runner_qemu.build_command(['qemu'], opts, accel, '', tmp)
                 self.assertEqual(command[command.index('-machine') + 1], machine)
                 self.assertEqual(command.count('-smp'), 1)
 
     def test_pxe_command(self):
         with tempfile.TemporaryDirectory() as tmp:
-            for firmware, bootfile in rq.PXE_BOOTFILES.items():
-                opts = rq.parse_args(['--pxe', tmp, '--firmware', firmware])
-                with self.assertRaises(rq.SetupError):
-                    rq.boot_media_args(opts)
+            for firmware, bootfile in runner_qemu.PXE_BOOTFILES.items():
+                opts = runner_options.parse_args(['--pxe', tmp, '--firmware', firmware])
+                with self.assertRaises(runner_options.SetupError):
+                    runner_qemu.boot_media_args(opts)
                 os.makedirs(os.path.dirname(os.path.join(tmp, bootfile)), exist_ok=True)
                 open(os.path.join(tmp, bootfile), 'w').close()
-                args = rq.boot_media_args(opts)
+                args = runner_qemu.boot_media_args(opts)
                 netdev = qemu_split(args[args.index('-netdev') + 1].replace('user,', 'type=user,'))
                 self.assertEqual((netdev['tftp'], netdev['bootfile']), (tmp, bootfile))
                 self.assertIn('virtio-net-pci,netdev=n0,bootindex=0', args)
@@ -307,28 +294,8 @@ class FakeQemuRuns(unittest.TestCase):
 
     def run_qemu(self, log=None, exit_status=1, hang=False, args=(), stderr_text=None,
                  qemu=None, timeout=60, env_extra=None):
-        env = dict(os.environ, CI='1',
-                   LOCKLAB_QEMU=qemu or shlex.join([sys.executable, FAKE_QEMU]),
-                   FAKE_QEMU_EXIT=str(exit_status),
-                   FAKE_QEMU_ARGV=os.path.join(self.tmp.name, 'argv.json'),
-                   FAKE_QEMU_STARTS=os.path.join(self.tmp.name, 'starts.json'))
-        for key in ('FAKE_QEMU_LOG', 'FAKE_QEMU_HANG', 'FAKE_QEMU_STDERR',
-                    'FAKE_QEMU_REFUSE_CPU', 'FAKE_QEMU_FEATURE_WARNINGS'):
-            env.pop(key, None)
-        env.update(env_extra or {})
-        if log:
-            env['FAKE_QEMU_LOG'] = os.path.join(DATA, log)   # absolute paths stay as they are
-        if hang:
-            env['FAKE_QEMU_HANG'] = '1'
-        if stderr_text:
-            env['FAKE_QEMU_STDERR'] = stderr_text
-        accel = [] if '--accel' in args else ['--accel', 'tcg']
-        command = [sys.executable, RUN_QEMU, '--iso', self.iso, '--smp', '1',
-                   '--log', os.path.join(self.tmp.name, 'serial.log')] + accel + list(args)
-        started = time.monotonic()
-        proc = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              timeout=timeout, text=True)
-        self.seconds = time.monotonic() - started
+        proc, self.seconds = fake_qemu_run(self.tmp.name, args, log, exit_status, hang,
+                                           stderr_text, qemu, timeout, env_extra)
         return proc
 
     def argv(self, start=None):
@@ -480,8 +447,8 @@ class FakeQemuRuns(unittest.TestCase):
         self.assertEqual(self.starts(), 2)
         first, second = self.argv(0), self.argv(1)
         self.assertEqual(first[first.index('-cpu') + 1], 'host')
-        expected = rq.cpu_fallback('kvm', None, 0, ['failed to set MSR 0x10a'],
-                                   rq.host_cpu_vendor())
+        expected = runner_qemu.cpu_fallback('kvm', None, 0, ['failed to set MSR 0x10a'],
+                                   runner_qemu.host_cpu_vendor())
         self.assertEqual(second[second.index('-cpu') + 1], expected)
         self.assertIn('run-qemu: KVM refused -cpu host before any guest output '
                       '(qemu-system-x86_64: error: failed to set MSR 0x10a to 0x2000c04); '

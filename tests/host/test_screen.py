@@ -2,15 +2,13 @@
 screenshot (scripts/screen.py), the font generator and the SPCR table that
 scripts/test-console builds."""
 import os
-import sys
 import tempfile
 import unittest
 
-REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..')
-sys.path.insert(0, os.path.join(REPO, 'scripts'))
-import mkfont  # noqa: E402
-import screen  # noqa: E402
-from scriptload import load_script  # noqa: E402
+import support  # noqa: F401  (puts scripts/ on sys.path)
+from locklab import console_test, screen
+from locklab import font as mkfont
+
 
 FONT_PSF = '/usr/share/consolefonts/Uni2-VGA16.psf.gz'
 LINE = '# locklab: end verdict=pass'
@@ -96,7 +94,7 @@ class Font(unittest.TestCase):
 class Spcr(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tc = load_script('test-console', 'test_console')
+        cls.tc = console_test
 
     def test_table_layout_and_checksum(self):
         t = self.tc.spcr_table(port=0x2f8)

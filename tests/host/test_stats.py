@@ -1,12 +1,10 @@
 """Tests of locklab.stats: intervals against values worked out by hand, determinism, and the
 verdicts of a comparison."""
 
-import os
-import sys
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'scripts'))
-from locklab import stats  # noqa: E402
+import support  # noqa: F401  (puts scripts/ on sys.path)
+from locklab import stats
 
 
 class MedianInterval(unittest.TestCase):

@@ -11,15 +11,12 @@ import tempfile
 import time
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.join(HERE, 'data')
-REPO = os.path.dirname(os.path.dirname(HERE))
+from support import HERE, DATA, REPO
+from locklab import termview
+
 RUN_QEMU = os.path.join(REPO, 'scripts', 'run-qemu')
 FAKE_QEMU = os.path.join(HERE, 'fake_qemu.py')
 COLUMNS, ROWS = 120, 40
-
-sys.path.insert(0, os.path.join(REPO, 'scripts'))
-import termview  # noqa: E402
 
 
 class Figures(unittest.TestCase):
