@@ -18,6 +18,14 @@ from .bench_plan import (CYCLIC_HIST_US, CYCLIC_INTERVAL_US, MODES, PROG, SETUP_
                          estimate_seconds, fmt_time, plan)
 
 
+def registered_test(path):
+    """The test a KTAP path belongs to, as tests= names it.  A test is registered as suite.name
+    (KTEST(suite, name): no dot in either) and a subtest's path adds its own name
+    (lock.fairness.ticket); tests= selects registered tests only, and a glob that matches none
+    is a config error."""
+    return '.'.join(path.split('.')[:2])
+
+
 class Bench:
     def __init__(self, opts):
         self.opts = opts
@@ -381,10 +389,14 @@ class Bench:
         producing = []
         for record in ((data or {}).get('metrics') or []) + \
                 ((data or {}).get('histograms') or []):
-            test = record.get('test')
+            test = registered_test(record.get('test') or '')
             if test and test not in producing:
                 producing.append(test)
-        all_tests = [t.get('path') for t in (data or {}).get('tests') or []]
+        all_tests = []
+        for t in (data or {}).get('tests') or []:
+            test = registered_test(t.get('path') or '')
+            if test not in all_tests:
+                all_tests.append(test)
         selected = ','.join(sorted(producing, key=lambda t: all_tests.index(t)
                                    if t in all_tests else len(all_tests)))
         narrow = producing and len(set(producing)) < len(set(all_tests)) and \
