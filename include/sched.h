@@ -273,6 +273,8 @@ struct sched_stats {
 	uint64_t ticks;       /* timer interrupts handled by the scheduler */
 	uint64_t idle_entries;
 	uint64_t pulls; /* threads the idle balancer took from other CPUs */
+	/* timer events an idle CPU armed to look again at a busy CPU's queue (idle.c) */
+	uint64_t pull_retries;
 };
 void sched_get_stats(int cpu, struct sched_stats *out);
 /* Is `cpu` halted in its idle loop (no tick armed unless a sleeper needs one)? */

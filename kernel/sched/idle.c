@@ -99,6 +99,7 @@ static void arm_pull_retry(struct rq *rq)
 
 	if (rq->timer_armed && (int64_t)(rq->next_event - at) <= 0)
 		return;
+	rq->stats.pull_retries++;
 	rq->next_event = at;
 	rq->timer_armed = true;
 	if (!lapic_timer_deadline(at))

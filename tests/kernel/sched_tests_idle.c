@@ -158,18 +158,38 @@ static void nohz_sleeper(void *arg)
 
 KTEST(sched, tickless_idle, .min_cpus = 2, .timeout_ms = 10000)
 {
-	uint64_t before[MAX_CPUS < 64 ? MAX_CPUS : 64];
+	uint64_t before[MAX_CPUS < 64 ? MAX_CPUS : 64], retries[MAX_CPUS < 64 ? MAX_CPUS : 64];
 	int cpu, n = num_online_cpus() < 64 ? num_online_cpus() : 64, noisy = 0;
+	struct sched_stats st;
 
+	/*
+	 * An idle CPU may take one kind of timer event: the balancer's look
+	 * again at a CPU that has a thread queued but is itself between idle
+	 * and running it, or whose queue lock is held (idle.c).  On a loaded
+	 * host a vCPU stopped in that state keeps others looking, every 2 ms:
+	 * those are counted by the scheduler and not held against the tick.
+	 * Counted from before the settling, so a retry armed then that fires
+	 * in the window is among them.
+	 */
+	for (cpu = 1; cpu < n; cpu++) {
+		sched_get_stats(cpu, &st);
+		retries[cpu] = st.pull_retries;
+	}
 	msleep(20); /* let the APs settle into their idle loops */
 	for (cpu = 1; cpu < n; cpu++)
 		before[cpu] = lapic_timer_fired(cpu, NULL);
 	mdelay(300); /* this CPU busy: its tick runs; the others idle */
 	for (cpu = 1; cpu < n; cpu++) {
 		uint64_t ticks = lapic_timer_fired(cpu, NULL) - before[cpu];
+		sched_get_stats(cpu, &st);
+		uint64_t looks = st.pull_retries - retries[cpu];
 		if (ticks) {
-			kprintf("  # CPU %d took %lu timer interrupts while idle\n", cpu, ticks);
-			noisy++;
+			kprintf("  # CPU %d took %lu timer interrupts while idle, the balancer "
+			        "armed %lu "
+			        "looks at a busy CPU\n",
+			        cpu, ticks, looks);
+			if (ticks > looks)
+				noisy++;
 		}
 	}
 	KT_EXPECT_EQ(noisy, 0);
