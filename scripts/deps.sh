@@ -272,9 +272,10 @@ if [ "$(id -u)" != 0 ]; then
 	fi
 	later=$missing
 	[ $backports = 1 ] && later=$(echo "$missing" | sed 's/ qemu-system-x86\b//')
-	echo "deps:   apt-get update${later:+ && apt-get install -y --no-install-recommends$later}" >&2
+	echo "deps:   apt-get update" >&2
 	[ $backports = 1 ] &&
 		echo "deps:   apt-get install -y --no-install-recommends -t bookworm-backports qemu-system-x86" >&2
+	[ -z "$later" ] || echo "deps:   apt-get install -y --no-install-recommends$later" >&2
 	exit 1
 fi
 
@@ -315,17 +316,19 @@ for p in $OPTIONAL; do
 		say "$p is not in this release's archive: the LAVA leg and make test-lava cannot run"
 	fi
 done
+# The backports QEMU first: lava-dispatcher depends on qemu-system-x86, so
+# installing the rest first would unpack Debian 12's QEMU only to replace it.
+if [ $backports = 1 ]; then
+	say "installing qemu-system-x86 from bookworm-backports"
+	apt_get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 >/dev/null ||
+		die "apt-get install -t bookworm-backports qemu-system-x86 failed"
+fi
 rest=$missing
 [ $backports = 1 ] && rest=$(echo "$missing" | sed 's/ qemu-system-x86\b//')
 if [ -n "$rest" ]; then
 	say "installing:$rest"
 	apt_get install -y -qq --no-install-recommends $rest >/dev/null ||
 		die "apt-get install failed:$rest"
-fi
-if [ $backports = 1 ]; then
-	say "installing qemu-system-x86 from bookworm-backports"
-	apt_get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 >/dev/null ||
-		die "apt-get install -t bookworm-backports qemu-system-x86 failed"
 fi
 have=$(qemu_version)
 if [ -z "$have" ] || ! version_ge "$have" "$QEMU_MIN"; then
