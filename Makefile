@@ -25,7 +25,7 @@ override BUILD := $(strip $(BUILD))
 
 SMP ?= 4 ## make run: vCPUs
 ACCEL ?= auto ## make run, bench: auto (KVM only where hardware-backed), kvm or tcg
-CLOCK ?= real ## guest time: real, or virtual (single-threaded TCG with -icount; docs/clock.md)
+CLOCK ?= real ## make run, bench, compare: guest time, real or virtual (TCG with -icount; docs/clock.md)
 FW ?= bios ## make run: firmware, bios or uefi
 MACHINE ?= q35 ## make run: QEMU machine, q35 or pc
 MEM ?= ## make run: guest RAM in MB (default 512, at least 32 per vCPU)
@@ -212,8 +212,51 @@ bench: deps ## the benchmark matrix into build/bench/ (report.html, report.json,
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory $(LOCKS_PLAIN_BIN) $(LOCKS_PEERS_BIN)
 	@scripts/bench --mode $(BENCH) $(if $(BENCH_REPEAT),--repeat $(BENCH_REPEAT)) \
-		--accel $(ACCEL) --iso $(BENCH_KERNEL)/locklab.iso --out $(BUILD)/bench \
+		--accel $(ACCEL) --clock $(CLOCK) --iso $(BENCH_KERNEL)/locklab.iso --out $(BUILD)/bench \
 		--debug-iso $(BUILD)/locklab.iso
+
+# A/B comparison (docs/bench.md, "Comparing two builds"): BASE is exported with git archive
+# into build/compare/base-src (the work tree and its index are not touched; the export is
+# replaced each time, its objects are reused while BASE stays the same), the bench kernels of
+# BASE (A) and of the work tree (B) are built (LOCK_DEBUG=0), and scripts/bench runs their legs
+# interleaved in one session and compares B against A into build/compare/.  scripts/bench
+# exits 0, 1 (a guarded figure worse) or 2 (bad input); make reports 1 as "Error 1" and exits 2.
+BASE ?= ## make compare: the git ref (commit, branch, tag) to compare the work tree against
+GUARD ?= ## make compare: figure-id globs whose "worse" fails it (default: the headline figures)
+COMPARE_SLOWDOWN ?= ticket:200 ## make test-compare: the known slowdown, TYPE:NS
+COMPARE_DIR = $(BUILD)/compare
+BASE_COMMIT = $(shell git rev-parse --verify --quiet '$(strip $(BASE))^{commit}')
+.PHONY: compare test-compare
+compare: deps ## A/B: BASE=<git ref> against the work tree, interleaved, into build/compare/
+	@if [ -z '$(strip $(BASE))' ]; then \
+		echo 'make compare: BASE=<git ref> is required, e.g. BASE=HEAD~1' >&2; exit 2; fi
+	@if [ -z '$(BASE_COMMIT)' ]; then \
+		echo 'make compare: BASE=$(strip $(BASE)): no such commit in this repository' >&2; \
+		exit 2; fi
+	@rm -rf $(COMPARE_DIR)/base-src && mkdir -p $(COMPARE_DIR)/base-src
+	@git archive --format=tar $(BASE_COMMIT) | tar -x -C $(COMPARE_DIR)/base-src
+	@echo "  BASE    $(strip $(BASE)) = $(BASE_COMMIT) in $(COMPARE_DIR)/base-src"
+	@$(MAKE) --no-print-directory -C $(COMPARE_DIR)/base-src \
+		BUILD=$(abspath $(COMPARE_DIR))/base-kernel LOCK_DEBUG=0 all
+	@$(MAKE) --no-print-directory BUILD=$(COMPARE_DIR)/head-kernel LOCK_DEBUG=0 all
+	@scripts/bench --compare-run $(COMPARE_DIR)/base-kernel/locklab.iso \
+		$(COMPARE_DIR)/head-kernel/locklab.iso --names base,head \
+		--commits "$$(git rev-parse --short $(BASE_COMMIT)),$$(git describe --always --dirty)" \
+		--mode $(BENCH) $(if $(BENCH_REPEAT),--repeat $(BENCH_REPEAT)) --clock $(CLOCK) \
+		--accel $(ACCEL) $(foreach g,$(GUARD),--guard '$(g)') --out $(COMPARE_DIR)
+
+# The comparison proven both ways (scripts/test-compare): the bench kernel against itself
+# (A/A) and against the same tree built with LOCK_SLOWDOWN=$(COMPARE_SLOWDOWN), interleaved.
+# Virtual time unless CLOCK is given: then two boots of one kernel read the same figures.
+TEST_COMPARE_CLOCK = $(if $(filter command line environment,$(origin CLOCK)),$(CLOCK),virtual)
+test-compare: deps ## prove make compare: A/A shows no change, a LOCK_SLOWDOWN build is worse
+	@$(MAKE) --no-print-directory BUILD=$(COMPARE_DIR)/head-kernel LOCK_DEBUG=0 all
+	@$(MAKE) --no-print-directory BUILD=$(COMPARE_DIR)/slow-kernel LOCK_DEBUG=0 \
+		LOCK_SLOWDOWN=$(strip $(COMPARE_SLOWDOWN)) all
+	@scripts/test-compare --iso $(COMPARE_DIR)/head-kernel/locklab.iso \
+		--slow-iso $(COMPARE_DIR)/slow-kernel/locklab.iso --slowdown $(strip $(COMPARE_SLOWDOWN)) \
+		--clock $(TEST_COMPARE_CLOCK) --accel $(ACCEL) \
+		$(if $(BENCH_REPEAT),--repeat $(BENCH_REPEAT)) --out $(COMPARE_DIR)/test
 
 host-test: $(BUILD)/host/test_cmdline ## the host unit tests only (Python and the cmdline parser)
 	$(PYTHON) -m unittest discover -s tests/host -p 'test_*.py'

@@ -6,14 +6,17 @@
 `make bench` builds the kernel without the lock debug options (LOCK_DEBUG=0, in
 build/bench-kernel/) and the host pthread benchmark, then runs this.  Each leg of the matrix is
 one boot through scripts/run-qemu --json; legs are repeated (BENCH_REPEAT, default 3 for the full
-matrix, 1 for quick) with the repeats interleaved, so a change in the host's load spreads over
+matrix, 2 for quick) with the repeats interleaved, so a change in the host's load spreads over
 all legs instead of hitting one.  The peers run on the host in the same session: the lock
 algorithms as a pthread benchmark (tests/host/locks torture --bench) and cyclictest (rt-tests).
 
 Environment (the make variables of the same names): BENCH (full|quick), BENCH_REPEAT,
 BENCH_SMP (comma-separated vCPU counts of the lock legs), BENCH_SCENARIO_SMP (vCPUs of the TLB
 and scheduler legs, default 4), BENCH_BUDGET (seconds; repeats that would not fit are dropped
-and the report says so; 0 = no limit), ACCEL (auto|kvm|tcg).
+and the report says so; 0 = no limit), ACCEL (auto|kvm|tcg), CLOCK (real|virtual).
+
+    scripts/bench --compare DIR_A DIR_B        judge B's figures against A's (locklab.compare)
+    scripts/bench --compare-run ISO_A ISO_B    run both kernels' legs interleaved, then judge
 
 Exit status: 0 when the report was written (whatever the kernel's verdicts: a failing test is
 listed in the report), 4 on a set-up error (no ISO, runner missing, output not writable).
@@ -47,6 +50,12 @@ def write_report(opts, manifest, host_outputs, cyclic, seconds):
            'loadavg': ' '.join('%.2f' % x for x in os.getloadavg())
            if hasattr(os, 'getloadavg') else None}
     notes = list(manifest.get('notes') or [])
+    slowed = sorted({r['slowdown'] for r in manifest['runs'] if r.get('slowdown')})
+    if slowed:
+        env['lock_slowdown'] = ', '.join(slowed)
+        notes.insert(0, 'SLOWED BUILD: this kernel was built with LOCK_SLOWDOWN (%s): its '
+                     'figures are for testing comparisons, not measurements of the locks'
+                     % env['lock_slowdown'])
     if not benchlib.host_is_rt():
         notes.append('The host runs %s, not a PREEMPT_RT kernel: cyclictest measures an '
                      'ordinary kernel.' % platform.release())
@@ -86,7 +95,7 @@ def build_parser():
     p.add_argument('--mode', choices=sorted(MODES), default=env_default('BENCH', 'full'),
                    help='full (default) or quick (env BENCH)')
     p.add_argument('--repeat', type=int, default=int(env_default('BENCH_REPEAT', 0)) or None,
-                   help='repeats per leg (env BENCH_REPEAT; default 3 full, 1 quick)')
+                   help='repeats per leg (env BENCH_REPEAT; default 3 full, 2 quick)')
     p.add_argument('--smp', type=parse_smp_list, default=env_default('BENCH_SMP'),
                    help='vCPU counts of the lock legs, e.g. 1,2,4,8 (env BENCH_SMP)')
     p.add_argument('--scenario-smp', type=int,
@@ -95,10 +104,13 @@ def build_parser():
                    'host CPU count if smaller, at least 2)')
     p.add_argument('--budget', type=int,
                    default=int(env_default('BENCH_BUDGET')) if env_default('BENCH_BUDGET')
-                   else None, help='time budget in seconds (default 570 full, 110 quick; 0: '
+                   else None, help='time budget in seconds (default 570 full, 300 quick; 0: '
                    'none)')
     p.add_argument('--accel', choices=('auto', 'kvm', 'tcg'),
                    default=env_default('ACCEL', 'auto'))
+    p.add_argument('--clock', choices=('real', 'virtual'), default=env_default('CLOCK', 'real'),
+                   help='guest time of every leg: real or virtual (env CLOCK; docs/clock.md); '
+                   'recorded with every run')
     p.add_argument('--iso', default=os.path.join(REPO, 'build', 'bench-kernel', 'locklab.iso'),
                    help='kernel ISO (default build/bench-kernel/locklab.iso, LOCK_DEBUG=0)')
     p.add_argument('--host-bin', default=HOST_BENCH, help='host pthread benchmark binary')
@@ -134,6 +146,10 @@ def print_summary(report, out):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if '--compare' in argv or '--compare-run' in argv:
+        from . import compare_run   # A/B comparison: its own options (docs/bench.md)
+        return compare_run.main(argv)
     opts = build_parser().parse_args(argv)
     if isinstance(opts.smp, str):
         opts.smp = parse_smp_list(opts.smp)
@@ -183,8 +199,9 @@ def main(argv=None):
         return 130
     seconds = round(time.monotonic() - started, 1)
     host_ms = opts.host_ms or MODES[opts.mode]['host_ms']
-    manifest = {'mode': opts.mode, 'repeat': repeat, 'repeats_done': done,
-                'host_cpus': bench.host_cpus, 'iso': opts.iso, 'notes': bench.notes,
+    manifest = {'mode': opts.mode, 'clock': opts.clock, 'repeat': repeat,
+                'repeats_done': done, 'host_cpus': bench.host_cpus, 'iso': opts.iso,
+                'notes': bench.notes,
                 'host_problem': host_problem, 'runs': bench.manifest, 'seconds': seconds,
                 'host_outputs': ['peers/host-locks-r%d.txt' % (i + 1)
                                  for i in range(len(bench.host_outputs))],

@@ -119,7 +119,8 @@ def run(bench):
         return
     bench.status('debug kernel, uncontended', '')
     argv = [os.path.join(SCRIPTS, 'run-qemu'), '--iso', opts.debug_iso, '--smp', str(smp),
-            '--accel', opts.accel, '--cmdline', 'tests=lock.bench_uncontended bench=1',
+            '--accel', opts.accel, '--clock', getattr(opts, 'clock', None) or 'real',
+            '--cmdline', 'tests=lock.bench_uncontended bench=1',
             '--quiet', '--timeout', '120', '--log', log]
     try:
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -4,6 +4,7 @@ the manifest of what ran."""
 
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -16,6 +17,10 @@ from . import bench_report as benchlib
 from .paths import REPO, SCRIPTS
 from .bench_plan import (CYCLIC_HIST_US, CYCLIC_INTERVAL_US, MODES, PROG, SETUP_ERROR, Progress,
                          estimate_seconds, fmt_time, plan)
+
+
+# The boot line of a kernel built with LOCK_SLOWDOWN (kernel/lock_slowdown.c).
+SLOWDOWN_LINE = re.compile(r'# lock slowdown: (\S+ \+\d+ ns)')
 
 
 def registered_test(path):
@@ -63,8 +68,8 @@ class Bench:
             if os.path.exists(p):
                 os.unlink(p)
         argv = [os.path.join(SCRIPTS, 'run-qemu'), '--iso', self.opts.iso, '--smp', str(leg.smp),
-                '--accel', self.opts.accel, '--cmdline', leg.cmdline, '--quiet',
-                '--timeout', str(self.opts.run_timeout), '--log', paths['log'],
+                '--accel', self.opts.accel, '--clock', self.clock(), '--cmdline', leg.cmdline,
+                '--quiet', '--timeout', str(self.opts.run_timeout), '--log', paths['log'],
                 '--json', paths['json']]
         started = time.monotonic()
         what = '%s r%d' % (leg.label(), rep)
@@ -94,7 +99,12 @@ class Bench:
                  'options': leg.options, 'cmdline': leg.cmdline, 'exit': code,
                  'seconds': seconds, 'log': os.path.relpath(paths['log'], self.out),
                  'json': os.path.relpath(paths['json'], self.out),
-                 'out': os.path.relpath(paths['out'], self.out), 'notes': []}
+                 'out': os.path.relpath(paths['out'], self.out), 'notes': [],
+                 'clock': self.clock()}
+        slowed = SLOWDOWN_LINE.search(benchlib.read_text(paths['log']) or '')
+        if slowed:     # a LOCK_SLOWDOWN kernel: never to be taken for a normal one
+            entry['slowdown'] = slowed.group(1)
+            entry['notes'].append('SLOWED BUILD: lock slowdown %s' % slowed.group(1))
         data = None
         try:
             with open(paths['json'], encoding='utf-8') as f:
@@ -118,6 +128,10 @@ class Bench:
         self.manifest.append(entry)
         self.durations[leg.label()] = seconds
         return entry, data
+
+    def clock(self):
+        """The guest clock of every leg (--clock, CLOCK): real or virtual."""
+        return getattr(self.opts, 'clock', None) or 'real'
 
     @staticmethod
     def _follow(path, offset, running):
@@ -442,7 +456,8 @@ class Bench:
 
     def write_manifest(self, repeat, done, host_problem):
         with open(os.path.join(self.out, 'runs', 'manifest.json'), 'w', encoding='utf-8') as f:
-            json.dump({'mode': self.opts.mode, 'repeat': repeat, 'repeats_done': done,
+            json.dump({'mode': self.opts.mode, 'clock': self.clock(), 'repeat': repeat,
+                       'repeats_done': done,
                        'host_cpus': self.host_cpus, 'iso': self.opts.iso,
                        'notes': self.notes, 'host_problem': host_problem,
                        'host_outputs': ['peers/host-locks-r%d.txt' % (i + 1)
