@@ -14,6 +14,17 @@ only when the whole interval lies beyond the band of no change, on one side, wit
 direction (throughput: higher is better; costs, waits, latencies: lower is better).  Figures
 with no direction (counts, the kernel's own ratios) are listed but not judged.
 
+Which interval judges.  A comparison has few repeats (2 or 3), and the percentile bootstrap of
+n readings is at most their range, which holds the true median with probability 1 - 2^(1-n)
+only: 50% for two pairs, 75% for three.  On a loaded host in real time, two pairs of a noisy
+figure land on the same side of a 5% band often, and the bootstrap alone would call that a
+change.  So the verdict also asks a Student t interval of the mean log factor (of the pairs'
+log factors when paired, Welch's of the two sides' logs otherwise), which widens as it should
+with few readings (t = 12.7 for two pairs), and judges by the hull of the two intervals: a
+verdict needs both beyond the band.  Repeats that agree (virtual time: to a few parts in 10^5)
+keep both narrow, so a real slowdown is still seen with two pairs.  Both intervals are in the
+JSON ('ci' the bootstrap's, 'ci_t', 'ci_judged' their hull).
+
 Guarded figures decide the exit status: 1 when one is 'worse'.  By default they are the
 headline figures (the before/after figures of report.json's headline factors); --guard GLOB
 (fnmatch over figure ids) replaces that set.
@@ -25,6 +36,7 @@ and results of different clocks (real and virtual time measure different things)
 import fnmatch
 import html
 import json
+import math
 import os
 import re
 
@@ -46,6 +58,12 @@ KINDS = tuple(THRESHOLDS)
 HIST_STATS = (('p50', 'latency'), ('p99', 'latency'), ('max', 'tail'))
 TIME_UNITS = ('ns', 'us', 'ms', 's', 'cycles')
 _SLOWDOWN = re.compile(r'#\s*lock slowdown:\s*(\S+)\s+\+(\d+)\s*ns')
+
+# Two-sided 95% points of Student's t by degrees of freedom (1..30); beyond 30, 1.96 + 2.4/df
+# (within 0.5% of the true value).
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+        2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
 WORSE, BETTER, SAME = 'worse', 'better', 'no change'
 NOT_JUDGED, MISSING = 'not judged', 'not compared'
@@ -164,6 +182,43 @@ def figures(runs, keys):
 
 # -- comparing -----------------------------------------------------------------------------
 
+def t975(df):
+    """The 97.5% point of Student's t with df degrees of freedom (rounded down: wider)."""
+    df = int(math.floor(df))
+    if df < 1:
+        return None
+    return T975[df - 1] if df <= len(T975) else 1.96 + 2.4 / df
+
+
+def _mean_sd(values):
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def log_t_interval(a, b, paired):
+    """[lo, hi]: the 95% Student t interval of the factor B/A on a log scale; None when a value
+    is not positive (no logarithm) or there are too few readings."""
+    if any(v <= 0 for v in list(a) + list(b)):
+        return None
+    if paired:
+        if len(a) < 2:
+            return None
+        mean, sd = _mean_sd([math.log(y / x) for x, y in zip(a, b)])
+        half = t975(len(a) - 1) * sd / math.sqrt(len(a))
+    else:
+        if len(a) < 2 or len(b) < 2:
+            return None
+        ma, sa = _mean_sd([math.log(x) for x in a])
+        mb, sb = _mean_sd([math.log(y) for y in b])
+        va, vb = sa * sa / len(a), sb * sb / len(b)
+        mean = mb - ma
+        if va + vb == 0:
+            half = 0.0
+        else:
+            df = (va + vb) ** 2 / ((va * va / (len(a) - 1)) + (vb * vb / (len(b) - 1)))
+            half = t975(df) * math.sqrt(va + vb)
+    return [math.exp(mean - half), math.exp(mean + half)]
+
 def parse_thresholds(items):
     """['latency=15', 'tail=0.3', 'all=10'] -> {kind: fraction}; percent above 1."""
     out = dict(THRESHOLDS)
@@ -215,7 +270,8 @@ def compare(side_a, side_b, thresholds=None, guards=None):
         row = {'id': fid, 'path': info['path'], 'leg': info['leg'], 'unit': info['unit'],
                'kind': info['kind'], 'higher_is_better': info['higher_is_better'],
                'guarded': guarded, 'threshold': thresholds.get(info['kind']),
-               'a': None, 'b': None, 'ratio': None, 'ci': None, 'paired': False}
+               'a': None, 'b': None, 'ratio': None, 'ci': None, 'ci_t': None,
+               'ci_judged': None, 'paired': False}
         if fa is None or fb is None:
             row['verdict'] = MISSING
             row['why'] = 'only in %s' % ('B' if fa is None else 'A')
@@ -239,14 +295,22 @@ def compare(side_a, side_b, thresholds=None, guards=None):
             row['why'] = 'A is 0: no factor'
         else:
             row['ratio'], row['ci'], row['paired'] = ratio['ratio'], ratio['ci'], use_pairs
+            row['ci_t'] = log_t_interval(va, vb, use_pairs)
+            row['ci_judged'] = [min(ratio['ci'][0], row['ci_t'][0]),
+                                max(ratio['ci'][1], row['ci_t'][1])] \
+                if ratio['ci'] and row['ci_t'] else ratio['ci']
             if info['kind'] is None:
                 row['verdict'] = NOT_JUDGED
                 row['why'] = 'no direction (a count or the kernel\'s own ratio)'
             else:
-                row['verdict'] = stats.verdict(ratio['ci'], row['threshold'],
+                row['verdict'] = stats.verdict(row['ci_judged'], row['threshold'],
                                                info['higher_is_better'])
                 if not ratio['ci']:
                     row['why'] = 'one repeat: no interval, nothing shown'
+                elif row['verdict'] == SAME and \
+                        stats.verdict(ratio['ci'], row['threshold'],
+                                      info['higher_is_better']) != SAME:
+                    row['why'] = 'the repeats agree too little: the t interval reaches the band'
         rows.append(row)
     return {'schema': SCHEMA, 'a': _side_info(side_a), 'b': _side_info(side_b),
             'clock': min(clocks_a), 'paired': paired, 'thresholds': thresholds,
@@ -292,8 +356,9 @@ def factor_text(row):
     if row['ratio'] is None:
         return '-'
     text = '%.3fx' % row['ratio']
-    if row['ci']:
-        text += ' [%.3f-%.3f]' % tuple(row['ci'])
+    ci = row.get('ci_judged') or row['ci']
+    if ci:
+        text += ' [%.3f-%.3f]' % tuple(ci)
     return text
 
 

@@ -28,8 +28,9 @@ from .bench_run import Bench
 from .paths import REPO
 
 EXIT_OK, EXIT_WORSE, EXIT_BAD_INPUT = 0, 1, 2
-# Repeats of a comparison: a ratio's interval needs at least two pairs.
-COMPARE_REPEAT = {'full': 3, 'quick': 2}
+# Repeats of a comparison, both modes: three pairs are the fewest whose t interval (t = 4.3)
+# can show a change that the repeats do not all agree on to a few percent (locklab.compare).
+COMPARE_REPEAT = {'full': 3, 'quick': 3}
 
 
 class Side:
@@ -127,8 +128,7 @@ def build_parser():
     p.add_argument('--mode', choices=sorted(MODES), default=os.environ.get('BENCH') or 'full',
                    help='--compare-run: the bench matrix, full or quick (env BENCH)')
     p.add_argument('--repeat', type=int, default=int(os.environ.get('BENCH_REPEAT') or 0) or
-                   None, help='--compare-run: repeats (default 3 full, 2 quick; env '
-                   'BENCH_REPEAT)')
+                   None, help='--compare-run: repeats (default 3; env BENCH_REPEAT)')
     p.add_argument('--clock', choices=('real', 'virtual'),
                    default=os.environ.get('CLOCK') or 'real', help='--compare-run: guest time '
                    '(env CLOCK)')

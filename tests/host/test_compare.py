@@ -5,6 +5,7 @@ mixed clocks, and bad input."""
 
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -141,6 +142,36 @@ class Verdicts(Base):
         r = self.row(compare.compare(sa, sb), path)
         self.assertFalse(r['paired'])
         self.assertEqual(r['verdict'], 'no change')
+
+    def test_few_pairs_that_disagree_show_nothing(self):
+        # Two pairs, 30% and 20% worse: the bootstrap's interval is their range, wholly below
+        # the band, but two pairs that far apart bound nothing (t = 12.7): no change.
+        r = self.verdict('lock.t.throughput', 'ops/ms', [0.7, 0.8, 0.75])
+        self.assertEqual(r['verdict'], 'worse')   # three pairs agree well enough
+        a, b = self.pair(scaled('lock.t.throughput', 'ops/ms', [100.0, 100.0]),
+                         scaled('lock.t.throughput', 'ops/ms', [100.0, 100.0], [0.7, 0.8]))
+        r = self.row(compare.compare(a, b), 'lock.t.throughput')
+        self.assertLess(r['ci'][1], 1 / 1.05)
+        self.assertEqual(r['verdict'], 'no change')
+        self.assertIn('agree too little', r['why'])
+        # Two pairs that agree closely are enough.
+        a, b = self.pair(scaled('lock.t.throughput', 'ops/ms', [100.0, 100.0]),
+                         scaled('lock.t.throughput', 'ops/ms', [100.0, 100.0], [0.74, 0.741]))
+        self.assertEqual(self.row(compare.compare(a, b), 'lock.t.throughput')['verdict'],
+                         'worse')
+
+    def test_t_interval(self):
+        lo, hi = compare.log_t_interval([1.0, 2.0], [1.1, 2.2], paired=True)
+        self.assertAlmostEqual(lo, 1.1)
+        self.assertAlmostEqual(hi, 1.1)
+        # Pairs 1.0 and 1.2: mean log 0.0912, sd 0.129, t(1) 12.706: half-width 1.158.
+        lo, hi = compare.log_t_interval([1.0, 1.0], [1.0, 1.2], paired=True)
+        self.assertAlmostEqual(math.log(hi) - math.log(lo), 2 * 12.706 * 0.12892 / math.sqrt(2),
+                               places=3)
+        self.assertIsNone(compare.log_t_interval([0.0, 1.0], [1.0, 1.0], paired=True))
+        self.assertIsNone(compare.log_t_interval([1.0], [1.0], paired=True))
+        self.assertEqual(compare.t975(1), 12.706)
+        self.assertAlmostEqual(compare.t975(100), 1.984)
 
     def test_one_repeat_shows_nothing(self):
         a, b = self.pair(scaled('lock.t.throughput', 'ops/ms', [100.0]),
