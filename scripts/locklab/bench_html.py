@@ -8,6 +8,7 @@ import html
 
 from . import bench_peers, report
 from .bench_results import _sig, factor_text, human, human_stats
+from .bench_scenarios import interval_text
 
 # scripts/bench's note on a leg whose repeats ran fewer tests than its first run.
 NARROW_NOTE = 'repeats after the first ran only'
@@ -40,14 +41,22 @@ def ratio_row(r):
         return '<tr><td>%s</td>%s<td colspan="3"></td><td class="nm">%s</td></tr>' % (
             esc(r['title']), _cell('', 'nm'), esc(r['statement']))
     f = r['factor']
-    cls = 'good' if f >= 1 else 'bad'
-    fs = r.get('factor_stats')
-    rng = ' <small>[%s-%s]</small>' % (factor_text(fs['min']), factor_text(fs['max'])) \
-        if fs and fs['n'] > 1 else ''
+    ci = r.get('ci')
+    if r.get('shown'):
+        # Shown: the factor in green or red, its interval in the verdict's direction.
+        cell = '<td class="num %s">%s <small>[95%% CI %s]</small></td>' % (
+            'good' if f >= 1 else 'bad', esc(factor_text(f if f >= 1 else 1.0 / f)
+                                           + ('' if f >= 1 else ' worse')),
+            esc(interval_text(f, ci)))
+    else:
+        # Not shown: no coloured number, only the medians' factor and the interval.
+        cell = '<td class="num nm">no difference shown <small>(%s%s)</small></td>' % (
+            esc(factor_text(f)), esc(', 95%% CI %s-%s' % (factor_text(ci[0]), factor_text(ci[1]))
+                                     if ci else ', one repeat: no interval'))
     unit = r['before'].get('unit')
-    return ('<tr><td>%s</td><td class="num %s">%s%s</td><td class="num">%s</td>'
+    return ('<tr><td>%s</td>%s<td class="num">%s</td>'
             '<td class="num">%s</td><td>%s</td><td>%s</td></tr>' % (
-                esc(r['title']), cls, esc(factor_text(f)), rng,
+                esc(r['title']), cell,
                 esc('%s: %s' % (r['before']['label'], human(r['before']['median'], unit))),
                 esc('%s: %s' % (r['after']['label'], human(r['after']['median'], unit))),
                 esc(r.get('context', '')), esc(r['statement'])))
@@ -55,6 +64,39 @@ def ratio_row(r):
 
 RATIO_HEAD = ('<table><tr><th>comparison</th><th>factor (&gt;1: better)</th><th>before</th>'
               '<th>after</th><th>where</th><th>statement</th></tr>')
+
+
+def _figure_row(name, leg, s, unit):
+    """A row of the every-figure table: the summary of one figure's repeats."""
+    s = s or {}
+    spread = s.get('spread')
+    ci = s.get('ci')
+    return '<tr><td><code>%s</code></td><td>%s</td>%s%s%s%s%s%s%s<td>%s</td></tr>' % (
+        esc(name), esc(leg), _num(esc(s.get('n', 0))), _num(esc(_sig(s.get('median'), 4))),
+        _num(esc(_sig(s.get('min'), 4))), _num(esc(_sig(s.get('max'), 4))),
+        _num(esc(_sig(s.get('iqr'), 3) if s else '')),
+        _num(esc('%s%%' % _sig(spread * 100, 2) if spread is not None else '')),
+        _num(esc('%s-%s' % (_sig(ci[0], 4), _sig(ci[1], 4)) if ci else '-')), esc(unit))
+
+
+def write_clock_index(path, report):
+    """The page of a bench whose runs had several clocks: a section per clock with its
+    headline and a link to its own report; nothing is compared across clocks."""
+    out = ['<!DOCTYPE html>', '<html lang="en"><head><meta charset="utf-8">',
+           '<title>locklab benchmarks</title><style>%s</style></head><body>' % CSS,
+           '<h1>locklab benchmarks</h1>',
+           '<p class="meta">mode %s; runs of %d clocks, reported apart (a figure or factor never '
+           'pools real and virtual time); written %s</p>' % (
+               esc(report['mode']), len(report['sections']), esc(report['written']))]
+    for s in report['sections']:
+        out.append('<h2 id="clock-%s">clock=%s</h2><p><a href="%s">the whole report</a></p>'
+                   % (esc(s['clock']), esc(s['clock']), esc(s['html'])))
+        out.append(RATIO_HEAD)
+        out.extend(ratio_row(r) for r in s['headline'])
+        out.append('</table>')
+    out.append('</body></html>')
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write('\n'.join(out) + '\n')
 
 
 def _figure_html(plot):
@@ -120,9 +162,11 @@ def write_html(path, report, plots):
 
     out.append('<h2 id="headline">Headline ratios</h2>')
     out.append('<p>Each comparison as a factor: how many times better the "after" figure is '
-               '(lower latency or cost, higher throughput); below 1 it is worse.  The factor '
-               'is that of the two medians over the repeats; in brackets the range of the '
-               'factors of the single repeats.</p>')
+               '(lower latency or cost, higher throughput).  The factor is that of the two '
+               'medians over the repeats; in brackets its 95%% confidence interval (bootstrap '
+               'over the repeats, paired where both figures come from the same repeats; '
+               'docs/bench.md).  An interval that includes 1 shows no difference.  Clock: '
+               '%s.</p>' % esc(report.get('clock')))
     out.append(RATIO_HEAD)
     for r in report['headline']:
         out.append(ratio_row(r))
@@ -329,30 +373,20 @@ def write_html(path, report, plots):
     out.append('</table>')
 
     out.append('<h2 id="metrics">Every figure</h2><details><summary>%d metrics, %d histograms '
-               '(median [min-max] over repeats, IQR)</summary><table><tr><th>metric</th>'
+               '(over the repeats: median, min, max, IQR, relative spread (max-min)/median, '
+               '95%% interval of the median; clock %s)</summary><table><tr><th>metric</th>'
                '<th>leg</th><th>n</th><th>median</th><th>min</th><th>max</th><th>IQR</th>'
-               '<th>unit</th></tr>' % (len(report['metrics']), len(report['histograms'])))
+               '<th>spread</th><th>95%% CI</th><th>unit</th></tr>' % (
+                   len(report['metrics']), len(report['histograms']),
+                   esc(report.get('clock'))))
     for e in report['metrics']:
-        s = e['stats'] or {}
-        out.append('<tr><td><code>%s%s</code></td><td>%s</td>%s%s%s%s%s<td>%s</td></tr>' % (
-            esc(e['path']), esc(' ' + ' '.join('%s=%s' % kv for kv in sorted(e['attrs'].items()))
-                                if e['attrs'] else ''),
-            esc(e['leg']), _num(esc(s.get('n'))), _num(esc(_sig(s.get('median'), 4))),
-            _num(esc(_sig(s.get('min'), 4))), _num(esc(_sig(s.get('max'), 4))),
-            _num(esc('%s-%s' % (_sig(s.get('q1'), 4), _sig(s.get('q3'), 4)) if s else '')),
-            esc(e['unit'])))
+        name = e['path'] + (' ' + ' '.join('%s=%s' % kv for kv in sorted(e['attrs'].items()))
+                            if e['attrs'] else '')
+        out.append(_figure_row(name, e['leg'], e['stats'], e['unit']))
     for h in report['histograms']:
-        s = h['stats']
-        out.append('<tr><td><code>%s</code> (histogram max)</td><td>%s</td>%s%s%s%s%s<td>%s'
-                   '</td></tr>' % (esc(h['path']), esc(h['leg']),
-                                   _num(esc(s['max']['n'] if s['max'] else 0)),
-                                   _num(esc(_sig(s['max']['median'], 4) if s['max'] else '')),
-                                   _num(esc(_sig(s['max']['min'], 4) if s['max'] else '')),
-                                   _num(esc(_sig(s['max']['max'], 4) if s['max'] else '')),
-                                   _num(esc('%s-%s' % (_sig(s['max']['q1'], 4),
-                                                       _sig(s['max']['q3'], 4))
-                                            if s['max'] else '')),
-                                   esc(h['unit'])))
+        for stat in ('p50', 'p99', 'max'):
+            out.append(_figure_row('%s (histogram %s)' % (h['path'], stat), h['leg'],
+                                   h['stats'].get(stat), h['unit']))
     out.append('</table></details>')
     out.append('<p class="meta">Machine-readable: <a href="report.json">report.json</a>; '
                'cyclictest-format histograms in <a href="hist/">hist/</a>; plot scripts in '

@@ -35,7 +35,7 @@ from .paths import REPO
 from .bench_results import (  # noqa: F401
     IDENTITY_KEYS, Results, factor_text, hist_stats, histfile_as_block, human,
     human_stats, identity_keys, isnum, leg_label, load_runs, merge_hists, parse_histfile, pick,
-    preferred_smp, quantile, read_text, run_hists, run_metrics, summarize, to_us)
+    preferred_smp, quantile, read_text, run_clock, run_hists, run_metrics, summarize, to_us)
 from .bench_scenarios import (  # noqa: F401
     LOCK_PAIRS, PREEMPT_MODELS, PV_HEADLINE_OVERCOMMIT, PV_PAIRS, SCENARIOS,
     WAKEUP_HIST, WAKEUP_METRIC, _load_of, _load_order, _model_of, _model_order,
@@ -49,7 +49,7 @@ from .metric_lines import parse_metric_lines  # noqa: F401
 from .bench_plots import (  # noqa: F401
     DECADE_BINS, GNUPLOT_TIMEOUT_S, Plots, draw_plots, gp_string, stat_triplet)
 from .bench_html import (  # noqa: F401
-    CSS, NARROW_NOTE, RATIO_HEAD, esc, pct_text, ratio_row, write_html)
+    CSS, NARROW_NOTE, RATIO_HEAD, esc, pct_text, ratio_row, write_clock_index, write_html)
 from . import bench_peers
 
 SCHEMA = 'locklab-bench/1'
@@ -200,14 +200,16 @@ def environment(results, extra=None):
 # -- the whole report ----------------------------------------------------------------------
 
 def _strip_entry(e):
-    return {'id': e['id'], 'path': e['path'], 'test': e['test'], 'group': e['group'],
+    return {'id': e['id'], 'clock': e.get('clock'), 'path': e['path'], 'test': e['test'],
+            'group': e['group'],
             'smp': e['smp'], 'options': e['options'], 'attrs': e['attrs'], 'unit': e['unit'],
             'leg': leg_label(e['group'], e['smp'], e['options']), 'stats': e['stats'],
             'observed': {k: v for k, v in e['observed'].items()}}
 
 
 def _strip_hist(h, histfile=None):
-    return {'id': h['id'], 'path': h['path'], 'test': h['test'], 'group': h['group'],
+    return {'id': h['id'], 'clock': h.get('clock'), 'path': h['path'], 'test': h['test'],
+            'group': h['group'],
             'smp': h['smp'], 'options': h['options'], 'unit': h['unit'],
             'leg': leg_label(h['group'], h['smp'], h['options']),
             'stats': h['stats'], 'per_run': h['per_run'], 'histfile': histfile}
@@ -248,8 +250,16 @@ def cyclictest_section(cyclic_runs, results, hist_names):
 def build(out_dir, runs, host_outputs=None, cyclic_runs=None, meta=None, gnuplot='gnuplot',
           host_cpus=None):
     """Aggregate and write report.json, report.html, hist/ and plots/ into out_dir.  runs: the
-    manifest entries (loaded with load_runs or with 'data' inline).  Returns the report dict."""
+    manifest entries (loaded with load_runs or with 'data' inline).  Returns the report dict.
+    Runs of different clocks are never pooled: each clock gets a report of its own
+    (build_by_clock)."""
     meta = dict(meta or {})
+    by_clock = {}
+    for run in runs:
+        by_clock.setdefault(run_clock(run), []).append(run)
+    if len(by_clock) > 1:
+        return build_by_clock(out_dir, by_clock, host_outputs, cyclic_runs, meta, gnuplot,
+                              host_cpus)
     problems = []
     host_cpus = host_cpus or meta.get('host_cpus') or host_cpu_count()
     results = Results(runs, host_cpus)
@@ -308,6 +318,9 @@ def build(out_dir, runs, host_outputs=None, cyclic_runs=None, meta=None, gnuplot
     elif plots.errors:
         plot_problem = '; '.join(plots.errors)
 
+    for v in scen.values():
+        for r in v['ratios']:
+            r.setdefault('clock', results.clock or 'real')
     headline = []
     for key, _ in SCENARIOS:
         rs = scen[key]['ratios']
@@ -321,6 +334,7 @@ def build(out_dir, runs, host_outputs=None, cyclic_runs=None, meta=None, gnuplot
         'not installed'
     report = {
         'schema': SCHEMA,
+        'clock': results.clock or 'real', 'clocks': [results.clock or 'real'],
         'written': datetime.datetime.now().strftime('%Y-%m-%d %H:%M:%S'),
         'mode': meta.get('mode'), 'repeat': meta.get('repeat'),
         'repeats_done': meta.get('repeats_done', meta.get('repeat')),
@@ -360,12 +374,54 @@ def build(out_dir, runs, host_outputs=None, cyclic_runs=None, meta=None, gnuplot
     return report
 
 
+def build_by_clock(out_dir, by_clock, host_outputs, cyclic_runs, meta, gnuplot, host_cpus):
+    """Runs of several clocks: a whole report per clock in out_dir/clock-<clock>/, and in
+    out_dir a report.json and report.html with one section per clock (its headline and a link
+    to its report).  Nothing is compared across clocks."""
+    os.makedirs(out_dir, exist_ok=True)
+    sections, merged = [], {'headline': [], 'metrics': [], 'histograms': [], 'plots': [],
+                            'problems': [], 'runs': []}
+    for clock in sorted(by_clock):
+        sub_dir = 'clock-' + clock
+        sub = build(os.path.join(out_dir, sub_dir), by_clock[clock], host_outputs,
+                    [dict(c) for c in cyclic_runs or []], dict(meta), gnuplot, host_cpus)
+        sections.append({'clock': clock, 'report': sub_dir + '/report.json',
+                         'html': sub_dir + '/report.html', 'headline': sub['headline']})
+        for key in merged:
+            for item in sub[key]:
+                item = dict(item)
+                if key == 'plots' and item.get('file'):
+                    item['file'] = sub_dir + '/' + item['file']
+                if key == 'problems':
+                    item = '%s: %s' % (clock, item)
+                merged[key].append(item)
+    report = dict(merged, schema=SCHEMA, clock=None, clocks=sorted(by_clock),
+                  sections=sections,
+                  written=datetime.datetime.now().strftime('%Y-%m-%d %H:%M:%S'),
+                  mode=meta.get('mode'), repeat=meta.get('repeat'),
+                  repeats_done=meta.get('repeats_done', meta.get('repeat')),
+                  seconds=meta.get('seconds'), notes=meta.get('notes', []), plot_problem=None)
+    with open(os.path.join(out_dir, 'report.json'), 'w', encoding='utf-8') as f:
+        json.dump(report, f, indent=1, default=str)
+        f.write('\n')
+    write_clock_index(os.path.join(out_dir, 'report.html'), report)
+    return report
+
+
 def headline_lines(report):
-    """The headline ratios as plain text lines (what scripts/bench prints at the end)."""
+    """The headline ratios as plain text lines (what scripts/bench prints at the end), each
+    with its 95% interval or "no difference shown"; under a heading per clock when the runs
+    had several."""
     lines = []
-    for r in report['headline']:
-        if r['status'] == 'measured':
-            lines.append('  ' + r['statement'])
-        else:
-            lines.append('  %s: %s' % (r['title'], r['statement']))
+    several = len(report.get('clocks') or []) > 1
+    for clock in (report.get('clocks') or [None]):
+        if several:
+            lines.append('  clock=%s:' % clock)
+        for r in report['headline']:
+            if several and r.get('clock') != clock:
+                continue
+            if r['status'] == 'measured':
+                lines.append('  ' + r['statement'])
+            else:
+                lines.append('  %s: %s' % (r['title'], r['statement']))
     return lines

@@ -11,7 +11,7 @@ import math
 import os
 import re
 
-from . import report_hist
+from . import report_hist, stats
 
 # Attributes that always tell lines of one metric apart (a sweep or a configuration).
 IDENTITY_KEYS = frozenset(('cpus', 'threads', 'locks', 'section_us', 'load', 'mode', 'k',
@@ -36,17 +36,19 @@ def quantile(ordered, q):
 
 
 def summarize(values):
-    """{n, median, min, max, q1, q3, spread, values} of the numeric values (None if none).
-    spread is (max - min) / median, the relative range of the repeats."""
-    values = [v for v in values if isnum(v)]
-    if not values:
-        return None
-    ordered = sorted(values)
-    med = quantile(ordered, 0.5)
-    return {'n': len(values), 'median': med, 'min': ordered[0], 'max': ordered[-1],
-            'q1': quantile(ordered, 0.25), 'q3': quantile(ordered, 0.75),
-            'spread': (ordered[-1] - ordered[0]) / abs(med) if med else None,
-            'values': values}
+    """locklab.stats.summary of the numeric values (None if none): n, values, median, min, max,
+    q1, q3, iqr, spread and ci, the 95% bootstrap interval [lo, hi] of the median (None below
+    two readings).  spread is (max - min) / |median|, the relative range of the repeats."""
+    s = stats.summary(values)
+    if s and s['median']:
+        s['spread'] = (s['max'] - s['min']) / abs(s['median'])
+    return s
+
+
+def run_clock(run):
+    """The guest clock a run measured with (real or virtual), from the bench's manifest or the
+    runner's JSON.  Runs recorded before the runner had --clock ran in real time."""
+    return run.get('clock') or ((run.get('data') or {}).get('run') or {}).get('clock') or 'real'
 
 
 def _sig(value, digits=3):
@@ -290,6 +292,7 @@ def load_runs(entries, base=None):
         run.setdefault('accel', info.get('accel'))
         if run.get('accel') is None:
             run['accel'] = info.get('accel')
+        run['clock'] = run_clock(run)
         runs.append(run)
     return runs
 
@@ -347,6 +350,10 @@ class Results:
     def __init__(self, runs, host_cpus):
         self.runs = runs
         self.host_cpus = host_cpus or 1
+        # Figures of different clocks are never pooled: the clock is part of every identity,
+        # and a report is built from the runs of one clock (bench_report.build).
+        clocks = sorted({run_clock(r) for r in runs})
+        self.clock = clocks[0] if len(clocks) == 1 else None
         self.metrics = []
         self.hists = []
         self._aggregate()
@@ -356,16 +363,18 @@ class Results:
         metrics, hists = {}, {}
         for index, run in enumerate(self.runs):
             group, smp, opts = run.get('group'), run.get('smp'), run.get('options') or {}
+            clock = run_clock(run)
             for m in run_metrics(run):
                 test = m.get('test')
                 attrs = m.get('attrs') or {}
                 idk = keys.get((test, m['path']), set())
                 ident = {k: attrs[k] for k in sorted(idk) if k in attrs}
-                key = (group, smp, _opts_key(opts), test, m['path'], _attr_key(ident))
+                key = (clock, group, smp, _opts_key(opts), test, m['path'], _attr_key(ident))
                 entry = metrics.get(key)
                 if entry is None:
                     entry = metrics[key] = {
-                        'path': m['path'], 'test': test, 'group': group, 'smp': smp,
+                        'clock': clock, 'path': m['path'], 'test': test, 'group': group,
+                        'smp': smp,
                         'options': dict(opts), 'attrs': ident, 'unit': m.get('unit'),
                         'samples': [], 'runs': [], 'reps': [], 'observed': {}}
                 entry['samples'].append(m['value'])
@@ -375,10 +384,10 @@ class Results:
                     if k not in ident:
                         entry['observed'].setdefault(k, []).append(v)
             for h in run_hists(run):
-                key = (group, smp, _opts_key(opts), h.get('test'), h['path'])
+                key = (clock, group, smp, _opts_key(opts), h.get('test'), h['path'])
                 entry = hists.get(key)
                 if entry is None:
-                    entry = hists[key] = {'path': h['path'], 'test': h.get('test'),
+                    entry = hists[key] = {'clock': clock, 'path': h['path'], 'test': h.get('test'),
                                           'group': group, 'smp': smp, 'options': dict(opts),
                                           'unit': h.get('unit'), 'blocks': [], 'runs': [],
                                           'reps': [],

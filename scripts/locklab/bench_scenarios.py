@@ -6,6 +6,7 @@ checked against canned runs without drawing or writing anything.
 
 import re
 
+from . import stats
 from .bench_results import (_sig, factor_text, human, isnum, preferred_smp, quantile,
                            summarize)
 
@@ -29,24 +30,48 @@ PV_HEADLINE_OVERCOMMIT = (2, 4)
 
 # -- ratios --------------------------------------------------------------------------------
 
-def paired_factors(before, after, better):
-    """Improvement factor per repeat where both figures were measured: in the same run when
-    they come from one leg, else in the runs of the same repeat (legs of a repeat run one after
-    the other, so these pairs saw about the same host load)."""
-    out = []
+def paired_values(before, after):
+    """(before, after) per repeat where both figures were measured: in the same run when they
+    come from one leg, else in the runs of the same repeat (legs of a repeat run one after the
+    other, so these pairs saw about the same host load).  Several values of one run count as
+    their median."""
     key = 'reps' if before.get('reps') and after.get('reps') else 'runs'
     b_by_run, a_by_run = {}, {}
     for value, run in zip(before['samples'], before[key]):
         b_by_run.setdefault(run, []).append(value)
     for value, run in zip(after['samples'], after[key]):
         a_by_run.setdefault(run, []).append(value)
-    for run in sorted(set(b_by_run) & set(a_by_run)):
-        b = quantile(sorted(b_by_run[run]), 0.5)
-        a = quantile(sorted(a_by_run[run]), 0.5)
+    return [(quantile(sorted(b_by_run[run]), 0.5), quantile(sorted(a_by_run[run]), 0.5))
+            for run in sorted(set(b_by_run) & set(a_by_run))]
+
+
+def paired_factors(before, after, better):
+    """Improvement factor per repeat where both figures were measured (paired_values)."""
+    out = []
+    for b, a in paired_values(before, after):
         f = improvement(b, a, better)
         if f is not None:
             out.append(f)
     return out
+
+
+def factor_interval(before, after, better):
+    """The 95% bootstrap interval of the improvement factor, from locklab.stats:
+    {ci: [lo, hi] or None, paired, n}.  Paired (the repeats' pairs resampled together, so host
+    load shared by both halves of a pair cancels) when at least two repeats measured both
+    figures; else the two figures' readings are resampled independently."""
+    pairs = [(b, a) for b, a in paired_values(before, after) if isnum(b) and isnum(a)]
+    if len(pairs) >= 2:
+        bs, as_ = [b for b, _ in pairs], [a for _, a in pairs]
+        paired = True
+    else:
+        bs, as_ = before['samples'], after['samples']
+        paired = False
+    num, den = (bs, as_) if better == 'lower' else (as_, bs)
+    r = stats.ratio_ci(num, den, paired=paired)
+    ci = r['ci'] if r else None
+    return {'ci': ci, 'paired': paired if ci else None,
+            'n': len(pairs) if paired else min(len(bs), len(as_))}
 
 
 def improvement(before, after, better):
@@ -65,12 +90,14 @@ def not_measured(rid, title, measure, missing):
 
 
 def figure(entry, unit=None, stats=None):
+    """One side of a ratio: the figure with its repeats, median, spread and interval."""
     stats = stats if stats is not None else entry['stats']
-    return {'metric': entry['id'], 'path': entry['path'], 'unit': unit or entry['unit'],
-            'median': stats['median'] if stats else None,
-            'min': stats['min'] if stats else None, 'max': stats['max'] if stats else None,
-            'n': stats['n'] if stats else 0, 'smp': entry['smp'], 'group': entry['group'],
-            'attrs': entry.get('attrs', {})}
+    out = {'metric': entry['id'], 'path': entry['path'], 'unit': unit or entry['unit'],
+           'clock': entry.get('clock'), 'smp': entry['smp'], 'group': entry['group'],
+           'attrs': entry.get('attrs', {}), 'n': stats['n'] if stats else 0}
+    for k in ('median', 'min', 'max', 'q1', 'q3', 'iqr', 'spread', 'ci', 'values'):
+        out[k] = stats.get(k) if stats else None
+    return out
 
 
 def make_ratio(rid, title, measure, before_label, before, after_label, after, better,
@@ -84,8 +111,12 @@ def make_ratio(rid, title, measure, before_label, before, after_label, after, be
     spread = summarize(paired) if paired else None
     factor = improvement(b['median'] if b else None, a['median'] if a else None, better)
     unit = before.get('unit') or after.get('unit')
+    interval = factor_interval(before, after, better)
     ratio = {'id': rid, 'title': title, 'measure': measure, 'status': 'measured',
+             'clock': before.get('clock') or after.get('clock') or results.clock,
              'better': better, 'factor': factor, 'factor_stats': spread,
+             'ci': interval['ci'], 'ci_level': stats.LEVEL, 'paired': interval['paired'],
+             'shown': stats.shows_difference(interval['ci']),
              'before_over_after': (b['median'] / a['median'])
              if b and a and isnum(b['median']) and isnum(a['median']) and a['median'] else None,
              'before': dict(figure(before), label=before_label),
@@ -96,21 +127,35 @@ def make_ratio(rid, title, measure, before_label, before, after_label, after, be
         ratio['statement'] = 'not measured (%s: %s is 0 or missing)' % (
             title, before_label if not (b and b['median']) else after_label)
         return ratio
-    good, bad = wording
-    if factor >= 1:
-        verdict = '%s %s' % (factor_text(factor), good)
-    else:
-        verdict = '%s %s' % (factor_text(1.0 / factor), bad)
-    rng = ''
-    if spread and spread['n'] > 1:
-        low, high = spread['min'], spread['max']
-        if factor < 1 and low > 0:
-            low, high = 1.0 / high, 1.0 / low       # in the verdict's direction
-        rng = ', %s-%s over %d repeats' % (factor_text(low), factor_text(high), spread['n'])
-    ratio['statement'] = '%s: %s %s against %s %s: %s (%s%s)' % (
+    ratio['verdict'] = verdict_text(factor, interval['ci'], interval['n'], wording)
+    ratio['statement'] = '%s: %s %s against %s %s: %s (%s)' % (
         title, after_label, human(a['median'], unit), before_label, human(b['median'], unit),
-        verdict, context, rng)
+        ratio['verdict'], context)
     return ratio
+
+
+def interval_text(factor, ci):
+    """'lo-hi' of a factor's interval in the direction of its verdict (a factor below 1 is
+    stated as its inverse, "N times worse")."""
+    low, high = ci
+    if factor < 1 and low > 0:
+        low, high = 1.0 / high, 1.0 / low
+    return '%s-%s' % (factor_text(low), factor_text(high))
+
+
+def verdict_text(factor, ci, n, wording):
+    """'11.8x higher [95% CI 5.9x-49x]' when the interval excludes 1; 'no difference shown
+    (95% CI 0.83x-3.7x)' when it includes 1, or when a single repeat gives no interval."""
+    good, bad = wording
+    if not ci:
+        return 'no difference shown (%s %s from one repeat: no interval)' % (
+            factor_text(factor if factor >= 1 else 1.0 / factor), good if factor >= 1 else bad)
+    if not stats.shows_difference(ci):
+        return 'no difference shown (95%% CI %s-%s over %d repeats)' % (
+            factor_text(ci[0]), factor_text(ci[1]), n)
+    return '%s %s [95%% CI %s over %d repeats]' % (
+        factor_text(factor if factor >= 1 else 1.0 / factor), good if factor >= 1 else bad,
+        interval_text(factor, ci), n)
 
 
 def leg_context(results, smp, extra=''):
@@ -123,6 +168,8 @@ def leg_context(results, smp, extra=''):
         text += ', %sx overcommitted' % _sig(oc, 2)
     if accel:
         text += ', ' + '/'.join(accel)
+    if results.clock:
+        text += ', clock=' + results.clock
     return text + (', ' + extra if extra else '')
 
 
@@ -133,7 +180,7 @@ def hist_pseudo(entry, stat):
             'unit': entry['unit'], 'samples': values, 'runs': list(entry['runs']),
             'reps': list(entry.get('reps') or []),
             'stats': summarize(values), 'smp': entry['smp'], 'group': entry['group'],
-            'attrs': {}}
+            'attrs': {}, 'clock': entry.get('clock')}
 
 
 # -- scenarios -----------------------------------------------------------------------------
