@@ -30,7 +30,8 @@ headline figures (the before/after figures of report.json's headline factors); -
 (fnmatch over figure ids) replaces that set.
 
 Refused, with CompareError (exit 2): a missing or unreadable directory, results without runs,
-and results of different clocks (real and virtual time measure different things).
+results of different clocks (real and virtual time measure different things), and two sides with
+no figure in common.
 """
 
 import fnmatch
@@ -260,6 +261,9 @@ def compare(side_a, side_b, thresholds=None, guards=None):
     paired = bool(side_a.get('session')) and side_a.get('session') == side_b.get('session')
     keys = bench_results.identity_keys(side_a['runs'] + side_b['runs'])
     figs_a, figs_b = figures(side_a['runs'], keys), figures(side_b['runs'], keys)
+    if not set(figs_a) & set(figs_b):
+        raise CompareError('%s and %s have no figure in common: they ran different legs (a '
+                           'full against a quick matrix?)' % (side_a['dir'], side_b['dir']))
     guard_ids = None if guards else side_a['guard_ids'] | side_b['guard_ids']
     rows = []
     for fid in sorted(set(figs_a) | set(figs_b)):

@@ -256,6 +256,12 @@ class BadInput(Base):
                                                os.path.join(self.root, 'o')]), 2)
         self.assertIn('clock', stderr.getvalue())
 
+    def test_no_figure_in_common(self):
+        a, b = self.pair(scaled('lock.t.throughput', 'ops/ms', [1.0, 1.0]),
+                         scaled('lock.u.throughput', 'ops/ms', [1.0, 1.0]))
+        with self.assertRaisesRegex(compare.CompareError, 'no figure in common'):
+            compare.compare(a, b)
+
     def test_missing_and_empty_directories(self):
         with self.assertRaisesRegex(compare.CompareError, 'no such results directory'):
             compare.load_side(os.path.join(self.root, 'nowhere'))
