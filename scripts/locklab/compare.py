@@ -356,13 +356,17 @@ def num(value):
     return ('%.4g' % value)
 
 
+def _factor(value):
+    return '%.3f' % value if 0.01 <= value < 1000 else '%.3g' % value
+
+
 def factor_text(row):
     if row['ratio'] is None:
         return '-'
-    text = '%.3fx' % row['ratio']
+    text = _factor(row['ratio']) + 'x'
     ci = row.get('ci_judged') or row['ci']
     if ci:
-        text += ' [%.3f-%.3f]' % tuple(ci)
+        text += ' [%s-%s]' % (_factor(ci[0]), _factor(ci[1]))
     return text
 
 
