@@ -67,13 +67,26 @@ static void check_concurrent(int n, const char *how)
 				wc.cpu[i] = wc.trace[i][k];
 		cpumask_set_cpu(wc.cpu[i], &used);
 	}
+	/*
+	 * The host's interference in this run, for whoever reads a failure: the
+	 * longest a busy thread's vCPU went without running (a gap between
+	 * samples beyond their period).  Reported, not used: a late start can
+	 * be a stalled idle vCPU or a lost kick, and only the second is a bug.
+	 */
+	uint64_t stall = 0, period = ms_tsc(WC_BUSY_MS / WC_SAMPLES);
+	for (int i = 0; i < n; i++)
+		for (int k = 1; k < WC_SAMPLES; k++) {
+			uint64_t gap = wc.when[i][k] - wc.when[i][k - 1];
+			if (gap > period && gap - period > stall)
+				stall = gap - period;
+		}
 	kprintf("  # %s: %d busy threads on %d CPUs; the last started %ld us %s the first "
-	        "finished\n",
+	        "finished; longest host stall of a busy one %lu us\n",
 	        how, n, cpumask_weight(&used),
 	        (long)(tsc_to_ns(last_start > first_end ? last_start - first_end
 	                                                : first_end - last_start) /
 	               1000),
-	        last_start > first_end ? "after" : "before");
+	        last_start > first_end ? "after" : "before", tsc_to_ns(stall) / 1000);
 	if (last_start > first_end)
 		kt_fail(__FILE__, __LINE__, "%s: a thread waited for another to finish", how);
 	KT_EXPECT_EQ(cpumask_weight(&used), n);
