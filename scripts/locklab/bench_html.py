@@ -19,6 +19,7 @@ NARROW_NOTE = 'repeats after the first ran only'
 CSS = report.CSS + """
 td.nm, span.nm { color: #8d6e00; font-style: italic; }
 td.good { color: #2e7d32; font-weight: bold; } td.bad { color: #c62828; font-weight: bold; }
+td.nd { color: #666; }
 table.env td:first-child { width: 16em; color: #555; }
 small { color: #666; }
 """
@@ -50,7 +51,7 @@ def ratio_row(r):
             esc(interval_text(f, ci)))
     else:
         # Not shown: no coloured number, only the medians' factor and the interval.
-        cell = '<td class="num nm">no difference shown <small>(%s%s)</small></td>' % (
+        cell = '<td class="num nd">no difference shown <small>(%s%s)</small></td>' % (
             esc(factor_text(f)), esc(', 95%% CI %s-%s' % (factor_text(ci[0]), factor_text(ci[1]))
                                      if ci else ', one repeat: no interval'))
     unit = r['before'].get('unit')
