@@ -104,7 +104,7 @@ def build_parser():
                    'host CPU count if smaller, at least 2)')
     p.add_argument('--budget', type=int,
                    default=int(env_default('BENCH_BUDGET')) if env_default('BENCH_BUDGET')
-                   else None, help='time budget in seconds (default 570 full, 420 quick; 0: '
+                   else None, help='time budget in seconds (default 570 full, 540 quick; 0: '
                    'none)')
     p.add_argument('--accel', choices=('auto', 'kvm', 'tcg'),
                    default=env_default('ACCEL', 'auto'))
