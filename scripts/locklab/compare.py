@@ -300,9 +300,11 @@ def compare(side_a, side_b, thresholds=None, guards=None):
         else:
             row['ratio'], row['ci'], row['paired'] = ratio['ratio'], ratio['ci'], use_pairs
             row['ci_t'] = log_t_interval(va, vb, use_pairs)
+            # No t interval (a reading of 0 has no logarithm): the bootstrap of a few repeats
+            # alone shows nothing, so nothing is judged.
             row['ci_judged'] = [min(ratio['ci'][0], row['ci_t'][0]),
                                 max(ratio['ci'][1], row['ci_t'][1])] \
-                if ratio['ci'] and row['ci_t'] else ratio['ci']
+                if ratio['ci'] and row['ci_t'] else None
             if info['kind'] is None:
                 row['verdict'] = NOT_JUDGED
                 row['why'] = 'no direction (a count or the kernel\'s own ratio)'
@@ -311,6 +313,8 @@ def compare(side_a, side_b, thresholds=None, guards=None):
                                                info['higher_is_better'])
                 if not ratio['ci']:
                     row['why'] = 'one repeat: no interval, nothing shown'
+                elif not row['ci_t']:
+                    row['why'] = 'a reading of 0: no t interval, nothing shown'
                 elif row['verdict'] == SAME and \
                         stats.verdict(ratio['ci'], row['threshold'],
                                       info['higher_is_better']) != SAME:
@@ -364,7 +368,7 @@ def factor_text(row):
     if row['ratio'] is None:
         return '-'
     text = _factor(row['ratio']) + 'x'
-    ci = row.get('ci_judged') or row['ci']
+    ci = row.get('ci_judged') or row['ci']   # the bootstrap's when nothing was judged
     if ci:
         text += ' [%s-%s]' % (_factor(ci[0]), _factor(ci[1]))
     return text

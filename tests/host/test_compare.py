@@ -160,6 +160,14 @@ class Verdicts(Base):
         self.assertEqual(self.row(compare.compare(a, b), 'lock.t.throughput')['verdict'],
                          'worse')
 
+    def test_a_zero_reading_is_not_judged(self):
+        a, b = self.pair(scaled('lock.t.wait_ns.p99', 'ns', [10000.0, 10000.0, 8000.0]),
+                         scaled('lock.t.wait_ns.p99', 'ns', [2000.0, 0.0, 2000.0]))
+        r = self.row(compare.compare(a, b), 'lock.t.wait_ns.p99')
+        self.assertTrue(r['ci'][1] < 1 / 1.1)
+        self.assertEqual(r['verdict'], 'no change')
+        self.assertIn('reading of 0', r['why'])
+
     def test_t_interval(self):
         lo, hi = compare.log_t_interval([1.0, 2.0], [1.1, 2.2], paired=True)
         self.assertAlmostEqual(lo, 1.1)
