@@ -506,6 +506,20 @@ void sched_init(void)
 
 	model = config.preempt;
 	slice_cycles = ns_to_tsc(SCHED_SLICE_NS);
+	/*
+	 * The spin-timeout (lock_debug.h) bounds how long a lock may be held,
+	 * and the run queue locks are held across IPIs; with more vCPUs than
+	 * host CPUs a holder's vCPU can go unrun for seconds (2 s seen at 64
+	 * vCPUs on 2), so it scales with the overcommit, as the watchdog does.
+	 */
+	if (config.host_cpus > 0 && num_online_cpus() > config.host_cpus) {
+		uint64_t over = (uint64_t)(num_online_cpus() + config.host_cpus - 1) /
+		                (uint64_t)config.host_cpus;
+		lock_spin_timeout_ns = LOCK_SPIN_TIMEOUT_NS * over;
+		kprintf("# lock: spin-timeout %lu ms (%lu ms times the vCPU overcommit, %lu)\n",
+		        (unsigned long)(lock_spin_timeout_ns / NSEC_PER_MSEC),
+		        (unsigned long)(LOCK_SPIN_TIMEOUT_NS / NSEC_PER_MSEC), over);
+	}
 	sched_timer_init();
 	sched_idle_init();
 
