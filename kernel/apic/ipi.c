@@ -13,6 +13,7 @@
  */
 #include "apic.h"
 #include "apic/internal.h"
+#include "cmdline.h"
 #include "cpu.h"
 #include "irq.h"
 #include "kernel.h"
@@ -118,9 +119,23 @@ static void call_func_handler(struct trapframe *tf)
 	call_queue_run(this_apic_cpu());
 }
 
+/*
+ * CALL_TIMEOUT_MS scaled like the watchdog's threshold: with more vCPUs
+ * than host CPUs a healthy target's vCPU can go unrun for seconds (64
+ * vCPUs on a loaded 2-CPU host missed 5 s).
+ */
+static uint64_t call_timeout_ms(void)
+{
+	uint64_t over = 1;
+	if (config.host_cpus > 0 && num_online_cpus() > config.host_cpus)
+		over = (uint64_t)(num_online_cpus() + config.host_cpus - 1) / config.host_cpus;
+	return CALL_TIMEOUT_MS * over;
+}
+
 static __noreturn void call_timeout(int cpu)
 {
-	kprintf("# smp: CPU %d did not run a cross-CPU call within %d ms\n", cpu, CALL_TIMEOUT_MS);
+	kprintf("# smp: CPU %d did not run a cross-CPU call within %lu ms\n", cpu,
+	        (unsigned long)call_timeout_ms());
 	arch_dump_cpu_stack(cpu);
 	panic("cross-CPU call to CPU %d timed out", cpu);
 }
@@ -131,7 +146,7 @@ static __noreturn void call_timeout(int cpu)
  */
 static void slot_wait(struct call_req *slot, int target)
 {
-	uint64_t deadline = rdtsc() + ns_to_tsc(CALL_TIMEOUT_MS * NSEC_PER_MSEC);
+	uint64_t deadline = rdtsc() + ns_to_tsc(call_timeout_ms() * NSEC_PER_MSEC);
 	struct apic_cpu *me = this_apic_cpu();
 
 	while (__atomic_load_n(&slot->busy, __ATOMIC_ACQUIRE)) {
