@@ -13,6 +13,7 @@
 #include "acpi.h"
 #include "apic.h"
 #include "apic/internal.h"
+#include "cmdline.h"
 #include "cpu.h"
 #include "irq.h"
 #include "kernel.h"
@@ -32,10 +33,13 @@
  * An AP reaches 64-bit code within microseconds on hardware and a few
  * milliseconds under emulation, but an emulator whose vCPU threads
  * outnumber the host's cores can leave one unscheduled for a few hundred
- * milliseconds; after 500 ms it is not coming.  (An AP that comes later
- * finds another AP's APIC ID in the parameters and parks itself.)
+ * milliseconds, and a loaded host for a second (4 vCPUs on 2 host CPUs
+ * missed 500 ms): 2 s, times the vCPU overcommit the runner reported
+ * (host_cpus=), as the watchdog scales.  (An AP that comes later finds
+ * another AP's APIC ID in the parameters and parks itself.)
  */
-#define AP_START_TIMEOUT_MS 500
+#define AP_START_TIMEOUT_MS 2000
+static uint64_t ap_start_timeout_ms;
 /* From taking its parameters to being online: only our own set-up code runs. */
 #define AP_ONLINE_TIMEOUT_MS 2000
 
@@ -163,7 +167,7 @@ static bool start_ap(struct trampoline_params *tp, uint64_t page, int id, uint32
 	if (spin_until(tp->ack == seq, SIPI_RETRY_US * NSEC_PER_USEC))
 		return true;
 	lapic_send_icr(apic_id, sipi);
-	if (spin_until(tp->ack == seq, AP_START_TIMEOUT_MS * NSEC_PER_MSEC))
+	if (spin_until(tp->ack == seq, ap_start_timeout_ms * NSEC_PER_MSEC))
 		return true;
 	/* Back to wait-for-SIPI: it must not wake later and run on reused parameters. */
 	lapic_send_icr(apic_id, ICR_INIT | ICR_LEVEL_ASSERT);
@@ -242,6 +246,10 @@ void smp_boot_aps(void)
 		tp->efer = (uint32_t)(rdmsr(MSR_EFER) & (EFER_LME | EFER_NXE | EFER_SCE));
 		tp->entry = (uint64_t)ap_main;
 
+		uint64_t over = 1;
+		if (config.host_cpus > 0 && ntargets + 1 > config.host_cpus)
+			over = (uint64_t)(ntargets + config.host_cpus) / config.host_cpus;
+		ap_start_timeout_ms = AP_START_TIMEOUT_MS * over;
 		for (int i = 0; i < ntargets; i++)
 			lapic_send_icr(acpi.cpu[targets[i]].apic_id, ICR_INIT | ICR_LEVEL_ASSERT);
 		mdelay(INIT_DELAY_MS);
@@ -251,7 +259,7 @@ void smp_boot_aps(void)
 			if (!start_ap(tp, page, id, apic_id)) {
 				kprintf("# smp: CPU %d (APIC id %u) did not start within %d ms; "
 				        "parked\n",
-				        id, apic_id, AP_START_TIMEOUT_MS);
+				        id, apic_id, (int)ap_start_timeout_ms);
 				continue;
 			}
 			/* Running our code now: its id is taken whatever happens next. */
