@@ -15,6 +15,9 @@ struct call_req;
 #define NMI_REQ_STOP 0x2
 #define NMI_REQ_PING 0x4
 
+/* Post a ping NMI without waiting: it is answered when cpu's nmi_done moves past the result. */
+unsigned nmi_ping_post(int cpu);
+
 /*
  * Grouped by writer, one cache line each, so a remote CPU queueing work
  * does not disturb the timer fields this CPU writes on every tick.

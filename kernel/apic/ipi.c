@@ -339,6 +339,11 @@ static unsigned nmi_request(int cpu, unsigned what)
 	return done;
 }
 
+unsigned nmi_ping_post(int cpu)
+{
+	return nmi_request(cpu, NMI_REQ_PING);
+}
+
 bool smp_nmi_ping(int cpu, uint64_t timeout_ms)
 {
 	struct apic_cpu *ac = &apic_cpus[cpu];
