@@ -366,15 +366,17 @@ class Hostile(unittest.TestCase):
                     self.assertEqual(report.verdict, ktap.INCOMPLETE, (name, len(prefix)))
 
     def test_ten_megabyte_lines(self):
+        # CPU time of this process, not wall time: a loaded host must not fail it; a parser
+        # quadratic in the line length takes minutes of CPU here, a linear one about a second.
         huge = 'x' * (10 << 20)
-        started = time.monotonic()
+        started = time.process_time()
         for text in (huge + '\nKTAP version 1\n1..1\nok 1 a\n',
                      'KTAP version 1\n1..1\n# ' + huge + '\nnot ok 1 a\n',
                      'KTAP version 1\n1..1\nok 1 ' + huge + '\n',
                      'KTAP version 1\n1..1\n  ' + huge):
             report = self.check(text, require_end=False)
             self.assertLess(len(json.dumps(report.to_dict())), 100000)
-        self.assertLess(time.monotonic() - started, 15)
+        self.assertLess(time.process_time() - started, 15)
 
 
 class Writers(unittest.TestCase):
