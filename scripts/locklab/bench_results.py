@@ -20,19 +20,9 @@ IDENTITY_KEYS = frozenset(('cpus', 'threads', 'locks', 'section_us', 'load', 'mo
 
 # -- numbers -------------------------------------------------------------------------------
 
-def isnum(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        not (isinstance(value, float) and (math.isnan(value) or math.isinf(value)))
-
-
-def quantile(ordered, q):
-    """Linear-interpolated quantile of an ascending list (None when empty)."""
-    if not ordered:
-        return None
-    pos = (len(ordered) - 1) * q
-    low = int(math.floor(pos))
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+# One definition of each, in locklab.stats; the bench modules import them from here.
+isnum = stats.isnum
+quantile = stats.quantile
 
 
 def summarize(values):
