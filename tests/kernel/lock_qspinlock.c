@@ -345,9 +345,17 @@ KTEST(lock, qspinlock_torture, .timeout_ms = 15000)
 
 #define AUDIT_THRESHOLD 64 /* spins: waiters and heads halt almost at once */
 #define AUDIT_ROUNDS 2
+#define AUDIT_MAX_ROUNDS 6 /* while no waiter has slept yet */
 #define BROKEN_AUDIT_ROUNDS 8
 
-KTEST(lock, pvqspinlock_lost_kick_audit, .min_cpus = 2, .timeout_ms = 20000)
+/*
+ * Three CPUs at least: only a queued waiter sleeps, and with two CPUs the
+ * second contender takes the pending bit instead of the queue, so a queue
+ * forms only in a rare race (3 queued acquisitions in 77129 on a quiet host)
+ * and the audit has no sleeper to judge.  The XFAIL below still runs on two:
+ * with kicks dropped, a sleeper is what it produces.
+ */
+KTEST(lock, pvqspinlock_lost_kick_audit, .min_cpus = 3, .timeout_ms = 20000)
 {
 	unsigned saved = pvq_spin_threshold;
 	struct pvq_stats s;
@@ -356,8 +364,13 @@ KTEST(lock, pvqspinlock_lost_kick_audit, .min_cpus = 2, .timeout_ms = 20000)
 
 	pvq_stats_reset();
 	pvq_spin_threshold = AUDIT_THRESHOLD;
-	for (int round = 0; round < AUDIT_ROUNDS && !fails && !kt_failed(); round++)
+	for (int round = 0; !fails && !kt_failed(); round++) {
 		fails = torture(&qt_pvq, 0, TORTURE_MS, true);
+		pvq_stats_get(&s);
+		if (round + 1 >= AUDIT_MAX_ROUNDS ||
+		    (round + 1 >= AUDIT_ROUNDS && s.halts_queue + s.halts_head > 0))
+			break;
+	}
 	pvq_spin_threshold = saved;
 	pvq_stats_get(&s);
 	snprintf(extra, sizeof(extra),
