@@ -77,6 +77,18 @@ def add_arguments(parser):
                         'reported as a ratio to the bench kernel\'s (default build/locklab.iso)')
 
 
+def run_output(argv, timeout):
+    """Run a host benchmark with no input and return (its stdout and stderr as text, its exit
+    status, None), or (None, None, the error) when it could not start or ran out of time: the
+    bench's host programs are all run and read this one way."""
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return None, None, err
+    return proc.stdout.decode('utf-8', 'replace'), proc.returncode, None
+
+
 def run(bench):
     """Run the peer benchmark and the debug kernel's uncontended bench (scripts/bench's Bench)."""
     opts = bench.opts
@@ -92,15 +104,12 @@ def run(bench):
                                'CPUs' % (opts.peers_oversub, bench.host_cpus))
         bench.status('host peer benchmark', ' (Concurrency Kit, glibc, floor)')
         started = time.monotonic()
-        try:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, timeout=900)
-            text = proc.stdout.decode('utf-8', 'replace')
-            if proc.returncode != 0:
-                bench.notes.append('host peer benchmark exited %d' % proc.returncode)
-        except (OSError, subprocess.TimeoutExpired) as err:
+        text, status, err = run_output(argv, 900)
+        if err is not None:
             text = '# peers: not run: %s\n' % err
             bench.notes.append('host peer benchmark: %s' % err)
+        elif status != 0:
+            bench.notes.append('host peer benchmark exited %d' % status)
         with open(out, 'w', encoding='utf-8') as f:
             f.write('# argv: %s\n' % ' '.join([os.path.relpath(argv[0], REPO)] + argv[1:]) + text)
         bench.progress.line('bench: host peer benchmark: %.1f s' % (time.monotonic() - started))
@@ -122,14 +131,11 @@ def run(bench):
             '--accel', opts.accel, '--clock', getattr(opts, 'clock', None) or 'real',
             '--cmdline', 'tests=lock.bench_uncontended bench=1',
             '--quiet', '--timeout', '120', '--log', log]
-    try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, timeout=300)
-        if proc.returncode != 0:
-            bench.notes.append('debug kernel uncontended run: run-qemu exited %d'
-                               % proc.returncode)
-    except (OSError, subprocess.TimeoutExpired) as err:
+    _, status, err = run_output(argv, 300)
+    if err is not None:
         bench.notes.append('debug kernel uncontended run: %s' % err)
+    elif status != 0:
+        bench.notes.append('debug kernel uncontended run: run-qemu exited %d' % status)
 
 
 # ---- parsing and arithmetic -----------------------------------------------------------------

@@ -108,20 +108,7 @@ class Plots:
                                                   for i, x in enumerate(xs)))
             s.append('set xrange [-0.4:%s]' % _g(len(xs) - 0.6))
         else:
-            if xlog is None:
-                xlog = xs and min(xs) > 0 and max(xs) / min(xs) >= 4
-            if xlog:
-                s.append('set logscale x 2')
-            s.append('set xtics (%s)' % ', '.join(_g(x) for x in xs))
-            lo, hi = xs[0], xs[-1]
-            if lo == hi:
-                s.append('set xrange [%s:%s]' % (_g(lo / 2.0 if xlog else lo - 1),
-                                                 _g(hi * 2.0 if xlog else hi + 1)))
-            elif xlog:
-                s.append('set xrange [%s:%s]' % (_g(lo / 1.25), _g(hi * 1.25)))
-            else:
-                pad = (hi - lo) * 0.05
-                s.append('set xrange [%s:%s]' % (_g(lo - pad), _g(hi + pad)))
+            s += report_plots.numeric_x_axis(xs, xlog)
         if vline is not None and not categorical and xs[0] <= vline[0] <= xs[-1]:
             s.append('set arrow from %s, graph 0 to %s, graph 1 nohead lc rgb "#888888" dt 2'
                      % (_g(vline[0]), _g(vline[0])))

@@ -163,15 +163,12 @@ class Bench:
         self.status('host pthread benchmark r%d' % rep, ' (%d threads, %d ms per point)'
                     % (threads, ms))
         started = time.monotonic()
-        try:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, timeout=600)
-            text = proc.stdout.decode('utf-8', 'replace')
-            if proc.returncode != 0:
-                self.notes.append('host benchmark run %d exited %d' % (rep, proc.returncode))
-        except (OSError, subprocess.TimeoutExpired) as err:
+        text, status, err = bench_peers.run_output(argv, 600)
+        if err is not None:
             text = ''
             self.notes.append('host benchmark run %d: %s' % (rep, err))
+        elif status != 0:
+            self.notes.append('host benchmark run %d exited %d' % (rep, status))
         with open(path, 'w', encoding='utf-8') as f:
             f.write(text)
         self.host_outputs.append(text)
@@ -217,13 +214,11 @@ class Bench:
                 self.status('cyclictest %s' % label, ' (%s, %d s)' % (policy, seconds))
                 if os.path.exists(path):
                     os.unlink(path)
-                try:
-                    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT, timeout=seconds + 60)
-                    text = proc.stdout.decode('utf-8', 'replace').strip()
-                    code = proc.returncode
-                except (OSError, subprocess.TimeoutExpired) as err:
+                text, code, err = bench_peers.run_output(argv, seconds + 60)
+                if err is not None:
                     text, code = str(err), -1
+                else:
+                    text = text.strip()
                 hist = benchlib.read_text(path)
                 if code == 0 and hist:
                     result['policy'] = policy

@@ -26,6 +26,25 @@ def _g(value):
     return '%.10g' % value
 
 
+def numeric_x_axis(xs, xlog=None):
+    """The gnuplot lines of a numeric x axis with a tic at each of the sorted points xs: the
+    report's and the bench's line plots share it so that their axes read alike."""
+    if xlog is None:
+        xlog = xs and min(xs) > 0 and max(xs) / min(xs) >= 4
+    lines = ['set logscale x 2'] if xlog else []
+    lines.append('set xtics (%s)' % ', '.join(_g(x) for x in xs))
+    lo, hi = xs[0], xs[-1]
+    if lo == hi:
+        lines.append('set xrange [%s:%s]' % (_g(lo / 2.0 if xlog else lo - 1),
+                                            _g(hi * 2.0 if xlog else hi + 1)))
+    elif xlog:
+        lines.append('set xrange [%s:%s]' % (_g(lo / 1.25), _g(hi * 1.25)))
+    else:
+        pad = (hi - lo) * 0.05
+        lines.append('set xrange [%s:%s]' % (_g(lo - pad), _g(hi + pad)))
+    return lines
+
+
 def common_affixes(names):
     """Strip the dotted components every name shares at the start and at the end, as long as
     something is left of each: lock.tas.throughput, lock.mcs.throughput -> tas, mcs."""
@@ -245,19 +264,7 @@ class Plotter:
             lines.append('set xtics (%s)' % tics)
             lines.append('set xrange [-0.3:%s]' % _g(len(xs) - 0.7))
         else:
-            if xlog is None:
-                xlog = xs and min(xs) > 0 and max(xs) / min(xs) >= 4
-            if xlog:
-                lines.append('set logscale x 2')
-            lines.append('set xtics (%s)' % ', '.join(_g(x) for x in xs))
-            if len(xs) == 1:
-                lines.append('set xrange [%s:%s]' % (_g(xs[0] * 0.5 if xlog else xs[0] - 1),
-                                                    _g(xs[0] * 2 if xlog else xs[0] + 1)))
-            elif xlog:
-                lines.append('set xrange [%s:%s]' % (_g(xs[0] / 1.25), _g(xs[-1] * 1.25)))
-            else:
-                pad = (xs[-1] - xs[0]) * 0.05
-                lines.append('set xrange [%s:%s]' % (_g(xs[0] - pad), _g(xs[-1] + pad)))
+            lines += numeric_x_axis(xs, xlog)
         lines.append('plot ' + ', \\\n     '.join(plot))
         return self._run(name, '\n'.join(lines) + '\n', data)
 
