@@ -121,11 +121,17 @@ class OnATerminal(unittest.TestCase):
         self.assertLessEqual(len(lines), ROWS)
         self.assertTrue(all(len(line) < COLUMNS for line in lines), screen)
 
-    def test_passing_run(self):
-        self.start(os.path.join(DATA, 'pass_nested2.log'))
+    def run_to_end(self, log_name, want_code, **start_args):
+        """Run the view on DATA/log_name to its end, check its exit code and that the screen
+        fits: what the tests of a finished run check first, written once."""
+        self.start(os.path.join(DATA, log_name), **start_args)
         code, screen = self.wait_exit()
-        self.assertEqual(code, 0, screen)
+        self.assertEqual(code, want_code, screen)
         self.assert_fits(screen)
+        return screen
+
+    def test_passing_run(self):
+        screen = self.run_to_end('pass_nested2.log', 0)
         self.assertNotIn('KTAP version 1', screen)         # not the raw console
         self.assertNotIn('hist-begin', screen)
         self.assertIn('PASS: 7 passed, 0 failed, 1 skipped, 1 xfail', screen)
@@ -141,10 +147,7 @@ class OnATerminal(unittest.TestCase):
             self.assertIn('hist-begin', log.read())
 
     def test_failing_run(self):
-        self.start(os.path.join(DATA, 'fail.log'), exit_status=3)
-        code, screen = self.wait_exit()
-        self.assertEqual(code, 1, screen)
-        self.assert_fits(screen)
+        screen = self.run_to_end('fail.log', 1, exit_status=3)
         # The failed tests stay, with their assertion lines in full, under their suite line.
         self.assertRegex(screen, r'(?m)^FAIL +boot +[0-9.]+ s +1 ok, 1 FAIL$')
         self.assertRegex(screen, r'(?m)^FAIL +boot\.cmdline')
@@ -157,10 +160,7 @@ class OnATerminal(unittest.TestCase):
         self.assertEqual(summary.count('config error: unknown key'), 1)
 
     def test_figures_and_boot_facts(self):
-        self.start(os.path.join(DATA, 'report_sample.log'), exit_status=3)
-        code, screen = self.wait_exit()
-        self.assertEqual(code, 1, screen)
-        self.assert_fits(screen)
+        screen = self.run_to_end('report_sample.log', 1, exit_status=3)
         self.assertRegex(screen, r'(?m)^  cpus +8 CPUs online')
         # A histogram is one line: its quantiles and a sparkline, not its 150 rows.
         self.assertNotRegex(screen, r'(?m)^# \d+ \d+')

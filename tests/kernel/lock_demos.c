@@ -14,14 +14,28 @@
 
 static spinlock_t demo_lock __cacheline_aligned;
 
-KTEST(lock, recursion_demo, .flags = KT_MANUAL, .timeout_ms = 5000)
+/*
+ * Both demos need LOCK_DEBUG and a fresh demo_lock with its name, which is
+ * what the panic messages print; false (the test skipped with
+ * skip_reason) when built without LOCK_DEBUG.
+ */
+static bool demo_begin(const char *skip_reason)
 {
 #ifndef LOCK_DEBUG
-	kt_skip("built without LOCK_DEBUG: recursion is not detected");
-	return;
-#endif
+	kt_skip(skip_reason);
+	return false;
+#else
+	(void)skip_reason;
 	spin_lock_init(&demo_lock);
 	lock_set_name(&demo_lock.rlock.tl, "demo_lock");
+	return true;
+#endif
+}
+
+KTEST(lock, recursion_demo, .flags = KT_MANUAL, .timeout_ms = 5000)
+{
+	if (!demo_begin("built without LOCK_DEBUG: recursion is not detected"))
+		return;
 	spin_lock(&demo_lock);
 	spin_lock(&demo_lock); /* LOCK_DEBUG panics here, naming the lock */
 	spin_unlock(&demo_lock);
@@ -45,12 +59,8 @@ static __attribute__((noinline)) void spin_timeout_demo_holder(void *arg)
 
 KTEST(lock, spin_timeout_demo, .flags = KT_MANUAL, .min_cpus = 2, .timeout_ms = 15000)
 {
-#ifndef LOCK_DEBUG
-	kt_skip("built without LOCK_DEBUG: no spin-timeout");
-	return;
-#endif
-	spin_lock_init(&demo_lock);
-	lock_set_name(&demo_lock.rlock.tl, "demo_lock");
+	if (!demo_begin("built without LOCK_DEBUG: no spin-timeout"))
+		return;
 	demo_held = 0;
 	KT_EXPECT_EQ(smp_launch(1, spin_timeout_demo_holder, NULL), 0);
 	if (!spin_until(__atomic_load_n(&demo_held, __ATOMIC_ACQUIRE), STEP_TIMEOUT_NS)) {
