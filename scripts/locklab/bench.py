@@ -33,6 +33,7 @@ import time
 
 from . import bench_peers
 from . import bench_report as benchlib
+from .bench_results import load_runs, read_text
 from .paths import REPO
 from .bench_plan import HOST_BENCH, MODES, PROG, RUN_TIMEOUT_S, SETUP_ERROR, fmt_time
 from .bench_run import Bench, SetupFailure
@@ -44,7 +45,7 @@ def qemu_version():
 
 
 def write_report(opts, manifest, host_outputs, cyclic, seconds):
-    runs = benchlib.load_runs(manifest['runs'], opts.out)
+    runs = load_runs(manifest['runs'], opts.out)
     env = {'qemu_version': qemu_version(), 'kernel_commit': benchlib.git_commit(),
            'iso': os.path.relpath(manifest.get('iso') or opts.iso, REPO),
            'loadavg': ' '.join('%.2f' % x for x in os.getloadavg())
@@ -164,13 +165,13 @@ def main(argv=None):
         except (OSError, ValueError) as err:
             print('%s: cannot read %s: %s' % (PROG, manifest_path, err), file=sys.stderr)
             return SETUP_ERROR
-        host_outputs = [benchlib.read_text(os.path.join(opts.out, p)) or ''
+        host_outputs = [read_text(os.path.join(opts.out, p)) or ''
                         for p in manifest.get('host_outputs', [])]
         cyclic = []
         for c in manifest.get('cyclictest', []):
             c = dict(c)
-            c['text'] = benchlib.read_text(os.path.join(opts.out, 'peers', 'cyclictest-%s.hist'
-                                                        % c['label']))
+            c['text'] = read_text(os.path.join(opts.out, 'peers', 'cyclictest-%s.hist'
+                                               % c['label']))
             cyclic.append(c)
         report = write_report(opts, manifest, host_outputs, cyclic, manifest.get('seconds'))
         print_summary(report, opts.out)

@@ -6,12 +6,12 @@ import shutil
 import sys
 import time
 
-from . import bench_report as benchlib
+from .bench_results import leg_label
+from .bench_scenarios import PREEMPT_MODELS, PV_HEADLINE_OVERCOMMIT
 from .paths import REPO
 
 PROG = 'bench'
 SETUP_ERROR = 4
-PREEMPT_MODELS = benchlib.PREEMPT_MODELS
 HOST_BENCH = os.path.join(REPO, 'build', 'host', 'locks', 'plain', 'locktorture')
 RUN_TIMEOUT_S = 300
 CYCLIC_HIST_US = 10000           # cyclictest -h: 1 us buckets up to 10 ms
@@ -47,7 +47,7 @@ class Leg:
         return '%s-smp%d%s-r%d' % (self.group, self.smp, opts, rep)
 
     def label(self):
-        return benchlib.leg_label(self.group, self.smp, self.options)
+        return leg_label(self.group, self.smp, self.options)
 
     def __repr__(self):
         return 'Leg(%s)' % self.label()
@@ -76,7 +76,7 @@ def plan(mode, host_cpus, smps=None, scenario_smp=None):
     # The paravirtual locks at 2x and 4x vCPU overcommit (the PV headlines): an overcommit
     # leg for each factor that no lock leg has.
     have = {leg.smp for leg in legs}
-    for factor in benchlib.PV_HEADLINE_OVERCOMMIT:
+    for factor in PV_HEADLINE_OVERCOMMIT:
         n = min(factor * host_cpus, 255)
         if n > host_cpus and n not in have:
             legs.append(Leg('overcommit', n, 'lock.pv_overcommit,lock.bench_wait'))

@@ -8,8 +8,8 @@ The work is split by subject: bench_results reads the runs and summarises the re
 bench_scenarios computes the scenario ratios, bench_locks the lock matrix and the host pthread
 table, bench_peers runs and reads the Linux peers, bench_plots draws the gnuplot figures and
 bench_html writes the page.  This module holds what the bench command calls itself: the host's
-facts and build(), which puts the parts together.  It re-exports the other modules' names, so
-that callers need only this module.
+facts and build(), which puts the parts together.  Callers import each name from the module
+that defines it.
 
 Nothing in these modules knows a complete list of metric names.  Figures are discovered in the
 runs' JSON: a metric is identified by its leg (group, vCPUs, kernel options), the test that
@@ -31,25 +31,13 @@ import subprocess
 from . import report_hist
 from .paths import REPO
 
-# The parts of the report, with every public name re-exported for the bench command and tests.
-from .bench_results import (  # noqa: F401
-    IDENTITY_KEYS, Results, factor_text, hist_stats, histfile_as_block, human,
-    human_stats, identity_keys, isnum, leg_label, load_runs, merge_hists, parse_histfile, pick,
-    preferred_smp, quantile, read_text, run_clock, run_hists, run_metrics, summarize, to_us)
-from .bench_scenarios import (  # noqa: F401
-    LOCK_PAIRS, PREEMPT_MODELS, PV_HEADLINE_OVERCOMMIT, PV_PAIRS, SCENARIOS,
-    WAKEUP_HIST, WAKEUP_METRIC, _load_of, _load_order, _model_of, _model_order,
-    figure, hist_pseudo, improvement, leg_context, make_ratio, not_measured, paired_factors,
-    scenario_breakable, scenario_locks, scenario_multilock, scenario_pv, scenario_tlb,
-    scenario_wakeup, wakeup_table)
-from .bench_locks import (  # noqa: F401
-    HOST_NAMES, critical_section_note, host_brk, host_lock_results, lock_matrix, lock_types,
-    peer_table)
-from .metric_lines import parse_metric_lines  # noqa: F401
-from .bench_plots import (  # noqa: F401
-    DECADE_BINS, GNUPLOT_TIMEOUT_S, Plots, draw_plots, gp_string, stat_triplet)
-from .bench_html import (  # noqa: F401
-    CSS, NARROW_NOTE, RATIO_HEAD, esc, pct_text, ratio_row, write_clock_index, write_html)
+from .bench_results import (Results, hist_stats, histfile_as_block, isnum, leg_label,
+                            parse_histfile, read_text, run_clock)
+from .bench_scenarios import (SCENARIOS, WAKEUP_HIST, _load_of, _load_order, _model_of,
+                              _model_order, not_measured)
+from .bench_locks import host_brk, host_lock_results, lock_matrix, peer_table
+from .bench_plots import Plots, draw_plots
+from .bench_html import write_clock_index, write_html
 from . import bench_peers
 
 SCHEMA = 'locklab-bench/1'

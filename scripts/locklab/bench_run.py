@@ -14,6 +14,8 @@ import time
 
 from . import bench_peers
 from . import bench_report as benchlib
+from .bench_html import NARROW_NOTE
+from .bench_results import read_text
 from .paths import REPO, SCRIPTS
 from .bench_plan import (CYCLIC_HIST_US, CYCLIC_INTERVAL_US, MODES, PROG, SETUP_ERROR, Progress,
                          estimate_seconds, fmt_time, plan)
@@ -101,7 +103,7 @@ class Bench:
                  'json': os.path.relpath(paths['json'], self.out),
                  'out': os.path.relpath(paths['out'], self.out), 'notes': [],
                  'clock': self.clock()}
-        slowed = SLOWDOWN_LINE.search(benchlib.read_text(paths['log']) or '')
+        slowed = SLOWDOWN_LINE.search(read_text(paths['log']) or '')
         if slowed:     # a LOCK_SLOWDOWN kernel: never to be taken for a normal one
             entry['slowdown'] = slowed.group(1)
             entry['notes'].append('SLOWED BUILD: lock slowdown %s' % slowed.group(1))
@@ -112,7 +114,7 @@ class Bench:
         except (OSError, ValueError):
             pass
         if data is None:
-            tail = benchlib.read_text(paths['out']) or ''
+            tail = read_text(paths['out']) or ''
             entry['notes'].append('no run-qemu JSON (exit %s): %s' % (
                 code, ' / '.join(tail.strip().splitlines()[-2:])))
             entry['verdict'] = 'setup-error' if code == SETUP_ERROR else 'no result'
@@ -219,7 +221,7 @@ class Bench:
                     text, code = str(err), -1
                 else:
                     text = text.strip()
-                hist = benchlib.read_text(path)
+                hist = read_text(path)
                 if code == 0 and hist:
                     result['policy'] = policy
                     result['text'] = hist
@@ -414,7 +416,7 @@ class Bench:
             leg.selected = selected
             self.notes.append('%s: %s the %d of %d tests that printed figures in the '
                               'first (tests=%s)' % (
-                                  leg.label(), benchlib.NARROW_NOTE, len(producing),
+                                  leg.label(), NARROW_NOTE, len(producing),
                                   len(set(all_tests)), selected))
         if narrow and self.opts.mode == 'quick':
             # Quick: the group's other legs (other kernel options) run only these tests.
@@ -427,8 +429,8 @@ class Bench:
                 self.notes.append('%s: %s the %d of %d tests that printed figures in %s '
                                   '(quick mode; tests=%s)' % (
                                       ', '.join(l.label() for l in siblings),
-                                      benchlib.NARROW_NOTE.replace('repeats after the first',
-                                                                   'the runs'),
+                                      NARROW_NOTE.replace('repeats after the first',
+                                                          'the runs'),
                                       len(producing), len(set(all_tests)), leg.label(),
                                       selected))
         if data is not None and counts.get('total') == 0:

@@ -1,4 +1,4 @@
-"""Tests of the benchmark pipeline (scripts/bench, scripts/benchlib.py) without QEMU: canned
+"""Tests of the benchmark pipeline (scripts/bench, locklab.bench_report) without QEMU: canned
 serial logs go through the runner's parser into run-qemu-style JSON, then through the
 aggregation (medians, spread, identities), the scenario ratios, the peers and the report
 writer."""
@@ -12,7 +12,8 @@ import tempfile
 import unittest
 
 import support  # noqa: F401  (puts scripts/ on sys.path)
-from locklab import bench, bench_plan, ktap, report_hist
+from locklab import (bench, bench_locks, bench_plan, bench_results, bench_scenarios, ktap,
+                     report_hist)
 from locklab import bench_report as benchlib
 
 
@@ -163,30 +164,30 @@ CYCLIC = """# Histogram
 
 class Stats(unittest.TestCase):
     def test_summary_odd_and_even(self):
-        s = benchlib.summarize([3, 1, 2])
+        s = bench_results.summarize([3, 1, 2])
         self.assertEqual((s['n'], s['median'], s['min'], s['max']), (3, 2, 1, 3))
         self.assertEqual((s['q1'], s['q3']), (1.5, 2.5))
         self.assertAlmostEqual(s['spread'], 1.0)
-        s = benchlib.summarize([4, 1, 3, 2])
+        s = bench_results.summarize([4, 1, 3, 2])
         self.assertEqual(s['median'], 2.5)
         self.assertEqual(s['values'], [4, 1, 3, 2])
 
     def test_summary_ignores_non_numbers(self):
-        self.assertIsNone(benchlib.summarize([]))
-        self.assertIsNone(benchlib.summarize(['x', None, True]))
-        self.assertEqual(benchlib.summarize([5, 'x', float('nan')])['n'], 1)
+        self.assertIsNone(bench_results.summarize([]))
+        self.assertIsNone(bench_results.summarize(['x', None, True]))
+        self.assertEqual(bench_results.summarize([5, 'x', float('nan')])['n'], 1)
 
     def test_human_units(self):
-        self.assertEqual(benchlib.human(212282481, 'ns'), '212 ms')
-        self.assertEqual(benchlib.human(1500, 'ns'), '1.50 us')
-        self.assertEqual(benchlib.human(20500, 'x1000'), '20.5x')
-        self.assertEqual(benchlib.human(835.932, 'ops/ms'), '836 ops/ms')
-        self.assertEqual(benchlib.human(None, 'ns'), 'n/a')
+        self.assertEqual(bench_results.human(212282481, 'ns'), '212 ms')
+        self.assertEqual(bench_results.human(1500, 'ns'), '1.50 us')
+        self.assertEqual(bench_results.human(20500, 'x1000'), '20.5x')
+        self.assertEqual(bench_results.human(835.932, 'ops/ms'), '836 ops/ms')
+        self.assertEqual(bench_results.human(None, 'ns'), 'n/a')
 
     def test_improvement_direction(self):
-        self.assertEqual(benchlib.improvement(100, 10, 'lower'), 10)
-        self.assertEqual(benchlib.improvement(10, 100, 'higher'), 10)
-        self.assertIsNone(benchlib.improvement(10, 0, 'lower'))
+        self.assertEqual(bench_scenarios.improvement(100, 10, 'lower'), 10)
+        self.assertEqual(bench_scenarios.improvement(10, 100, 'higher'), 10)
+        self.assertIsNone(bench_scenarios.improvement(10, 0, 'lower'))
 
 
 class Histograms(unittest.TestCase):
@@ -197,7 +198,7 @@ class Histograms(unittest.TestCase):
                 'overflows': overflows, 'complete': True}
 
     def test_percentiles_interpolate_within_buckets(self):
-        st = benchlib.hist_stats(self.block())
+        st = bench_results.hist_stats(self.block())
         self.assertEqual(st['samples'], 100)
         self.assertAlmostEqual(st['p50'], 50 / 90.0 * 1000)
         self.assertAlmostEqual(st['p99'], 2000.0)
@@ -205,29 +206,29 @@ class Histograms(unittest.TestCase):
         self.assertFalse(st['tail_in_overflow'])
 
     def test_percentile_among_overflows_is_flagged(self):
-        st = benchlib.hist_stats(self.block(overflows=5))
+        st = bench_results.hist_stats(self.block(overflows=5))
         self.assertTrue(st['tail_in_overflow'])
         self.assertIn('p99', st['beyond'])
         self.assertEqual(st['p99'], st['max'])
         self.assertEqual(st['last_edge'], 4000)
 
     def test_merge_sums_buckets(self):
-        m = benchlib.merge_hists([self.block(), self.block(overflows=2)])
+        m = bench_results.merge_hists([self.block(), self.block(overflows=2)])
         self.assertEqual(dict((s, c) for s, c in m['buckets'])[0], [100, 80])
         self.assertEqual(m['overflows'], 2)
         self.assertEqual(m['max'], 3502)
 
     def test_cyclictest_histfile(self):
-        parsed = benchlib.parse_histfile(CYCLIC)
+        parsed = bench_results.parse_histfile(CYCLIC)
         self.assertEqual(parsed['unit'], 'us')
         self.assertEqual(parsed['total'], 200)
         self.assertEqual(parsed['max'], 57)
-        st = benchlib.hist_stats(benchlib.histfile_as_block(parsed, 'cyclictest'))
+        st = bench_results.hist_stats(bench_results.histfile_as_block(parsed, 'cyclictest'))
         self.assertAlmostEqual(st['p50'], 10 + 100 / 170.0)
 
     def test_timer_loop_fallback_writes_a_cyclictest_file(self):
         text = benchlib.timer_loop_histogram(0.3, interval_us=1000, hist_us=100000, cpus=[0])
-        parsed = benchlib.parse_histfile(text)
+        parsed = bench_results.parse_histfile(text)
         self.assertEqual(parsed['unit'], 'us')
         self.assertGreater(parsed['total'], 100)
         self.assertIn('not cyclictest', text)
@@ -235,14 +236,14 @@ class Histograms(unittest.TestCase):
     def test_locklab_histfile_round_trip(self):
         """scripts/report's cyclictest-format file reads back with its unit and rows."""
         text = report_hist.histfile_text(self.block())
-        parsed = benchlib.parse_histfile(text)
+        parsed = bench_results.parse_histfile(text)
         self.assertEqual(parsed['unit'], 'ns')
         self.assertEqual(parsed['rows'], [(0, [50, 40]), (1000, [5, 4]), (3000, [0, 1])])
 
 
 class Aggregation(unittest.TestCase):
     def setUp(self):
-        self.results = benchlib.Results(lock_runs(), host_cpus=1)
+        self.results = bench_results.Results(lock_runs(), host_cpus=1)
 
     def test_median_and_spread_over_repeats(self):
         e = self.results.find(path='lock.ticket.throughput', cpus=2)
@@ -269,7 +270,7 @@ class Aggregation(unittest.TestCase):
         self.assertEqual(h['stats']['samples']['median'], 100)
 
     def test_lock_matrix(self):
-        m = benchlib.lock_matrix(self.results)
+        m = bench_locks.lock_matrix(self.results)
         unc = {u['type']: u for u in m['uncontended']}
         self.assertEqual(unc['ticket']['cycles']['median'], 51)
         self.assertAlmostEqual(unc['ticket']['ns']['median'], 51 * 1000 / 2600.0)
@@ -281,7 +282,7 @@ class Aggregation(unittest.TestCase):
 
 class Ratios(unittest.TestCase):
     def test_breakable_vs_plain_paired_median(self):
-        r = benchlib.scenario_breakable(benchlib.Results(lock_runs(), 1))['ratios']
+        r = bench_scenarios.scenario_breakable(bench_results.Results(lock_runs(), 1))['ratios']
         head = [x for x in r if x.get('headline')][0]
         self.assertEqual(head['status'], 'measured')
         # per run: 200/10, 201/20, 202/30 -> median 10.05
@@ -291,7 +292,7 @@ class Ratios(unittest.TestCase):
         self.assertIn('shorter', head['statement'])
 
     def test_pv_throughput_and_max_wait(self):
-        r = benchlib.scenario_pv(benchlib.Results(lock_runs(), 1))['ratios']
+        r = bench_scenarios.scenario_pv(bench_results.Results(lock_runs(), 1))['ratios']
         thr = [x for x in r if x['id'] == 'pv_vs_plain.throughput'][0]
         self.assertAlmostEqual(thr['factor'], 11.0)
         self.assertIn('2.0x overcommitted', thr['context'])
@@ -315,7 +316,7 @@ class Ratios(unittest.TestCase):
             return ktap_log([('lock.bench_wait', lines)])
         runs = [run_entry('lock-smp4-r%d' % (k + 1), 'lock', 4, log(k), rep=k + 1)
                 for k in range(2)]
-        r = benchlib.scenario_locks(benchlib.Results(runs, 2))['ratios']
+        r = bench_scenarios.scenario_locks(bench_results.Results(runs, 2))['ratios']
         unc = [x for x in r if x['id'] == 'qspinlock_vs_ticket.uncontended'][0]
         self.assertAlmostEqual(unc['factor'], 60.5 / 40.5)
         self.assertIn('qspinlock', unc['statement'])
@@ -334,7 +335,7 @@ class Ratios(unittest.TestCase):
                            bucket=2000) + \
             hist_lines('lock.qspinlock.wait', [(0, [100])], bucket=2000)
         runs = [run_entry('lock-smp4-r1', 'lock', 4, ktap_log([('lock.bench_wait', lines)]))]
-        r = benchlib.scenario_locks(benchlib.Results(runs, 2))['ratios']
+        r = bench_scenarios.scenario_locks(bench_results.Results(runs, 2))['ratios']
         p99 = [x for x in r if x['id'] == 'qspinlock_vs_ticket.wait_p99'][0]
         self.assertEqual(p99['status'], 'measured')
         # ticket: 99 of 100 falls in the last bucket, 95% of its way; qspinlock: 99% of 2 us.
@@ -342,7 +343,7 @@ class Ratios(unittest.TestCase):
         self.assertIn('lock.bench_wait', p99['measure'])
 
     def test_lock_pair_missing_type_is_not_measured(self):
-        r = benchlib.scenario_locks(benchlib.Results(lock_runs(), 1))['ratios']
+        r = bench_scenarios.scenario_locks(bench_results.Results(lock_runs(), 1))['ratios']
         self.assertTrue(r)
         for x in r:
             self.assertEqual(x['status'], 'not measured')
@@ -360,7 +361,7 @@ class Ratios(unittest.TestCase):
                              'host_cpus=2 ops=1' % (name, wait, smp))
             return ktap_log([('lock.pv_overcommit', lines)])
         runs = [run_entry('lock-smp%d-r1' % smp, 'lock', smp, log(smp, 0)) for smp in (4, 8)]
-        r = benchlib.scenario_pv(benchlib.Results(runs, 2))['ratios']
+        r = bench_scenarios.scenario_pv(bench_results.Results(runs, 2))['ratios']
         pvq = [x for x in r if x['id'].startswith('pvqspinlock_vs_pvticket.')]
         heads = sorted((x['id'], x['smp']) for x in pvq if x['headline'])
         self.assertEqual(heads, [('pvqspinlock_vs_pvticket.max_wait', 4),
@@ -378,12 +379,13 @@ class Ratios(unittest.TestCase):
 
     def test_multilock_below_one_is_worse(self):
         runs = lock_runs()
-        r = benchlib.scenario_multilock(benchlib.Results(runs, 1))['ratios'][0]
+        r = bench_scenarios.scenario_multilock(bench_results.Results(runs, 1))['ratios'][0]
         self.assertAlmostEqual(r['factor'], 101 / 50.0)
         self.assertIn('the throughput', r['statement'])
 
     def test_tlb_by_section(self):
-        r = benchlib.scenario_tlb(benchlib.Results([tlb_run(1), tlb_run(2)], 2))['ratios']
+        results = bench_results.Results([tlb_run(1), tlb_run(2)], 2)
+        r = bench_scenarios.scenario_tlb(results)['ratios']
         by = {x['section_us']: x for x in r}
         self.assertAlmostEqual(by[1000]['factor'], 1000000 / 3000.0)
         self.assertTrue(by[1000]['headline'])
@@ -392,7 +394,7 @@ class Ratios(unittest.TestCase):
     def test_wakeup_models_against_none(self):
         runs = [sched_run(m, v) for m, v in (('none', 900000), ('voluntary', 400000),
                                              ('full', 100000), ('rt', 50000))]
-        out = benchlib.scenario_wakeup(benchlib.Results(runs, 2))
+        out = bench_scenarios.scenario_wakeup(bench_results.Results(runs, 2))
         vs_none = {(x['model'], x['load']): x for x in out['ratios']
                    if x['id'].endswith('_vs_none')}
         self.assertEqual(sorted(m for m, l in vs_none if l == 'plain'),
@@ -410,22 +412,22 @@ class Ratios(unittest.TestCase):
     def test_wakeup_pairs_legs_by_repeat(self):
         runs = [sched_run('none', 900000 + r, rep=r) for r in (1, 2)] + \
             [sched_run('rt', 50000 * r, rep=r) for r in (1, 2)]
-        out = benchlib.scenario_wakeup(benchlib.Results(runs, 2))
+        out = bench_scenarios.scenario_wakeup(bench_results.Results(runs, 2))
         r = [x for x in out['ratios'] if x['id'] == 'wakeup.rt_vs_none' and
              x['load'] == 'plain'][0]
         self.assertEqual(r['factor_stats']['n'], 2)
         self.assertAlmostEqual(r['factor_stats']['max'], 900001 / 50000.0)
 
     def test_missing_metrics_are_not_measured(self):
-        results = benchlib.Results(lock_runs(), 1)
-        for fn, needle in ((benchlib.scenario_tlb, 'no metric tlb.sync.initiator_ns'),
-                           (benchlib.scenario_wakeup, 'no metric sched.wakeup_latency')):
+        results = bench_results.Results(lock_runs(), 1)
+        for fn, needle in ((bench_scenarios.scenario_tlb, 'no metric tlb.sync.initiator_ns'),
+                           (bench_scenarios.scenario_wakeup, 'no metric sched.wakeup_latency')):
             r = fn(results)['ratios'][0]
             self.assertEqual(r['status'], 'not measured')
             self.assertTrue(r['statement'].startswith('not measured (' + needle),
                             r['statement'])
-        empty = benchlib.Results([], 1)
-        for _, fn in benchlib.SCENARIOS:
+        empty = bench_results.Results([], 1)
+        for _, fn in bench_scenarios.SCENARIOS:
             for r in fn(empty)['ratios']:
                 self.assertEqual(r['status'], 'not measured')
                 self.assertIn('in this run', r['statement'])
@@ -433,21 +435,21 @@ class Ratios(unittest.TestCase):
 
 class Peers(unittest.TestCase):
     def test_host_benchmark_aggregated_and_mapped(self):
-        host = benchlib.host_lock_results([HOST_OUTPUT % ('5.0', '170000000'),
-                                           HOST_OUTPUT % ('7.0', '180000000')])
+        host = bench_locks.host_lock_results([HOST_OUTPUT % ('5.0', '170000000'),
+                                              HOST_OUTPUT % ('7.0', '180000000')])
         unc = host[('ticket', 'uncontended_ns', ())]['stats']
         self.assertEqual((unc['median'], unc['min'], unc['max']), (6.0, 5.0, 7.0))
         thr = host[('ticket', 'throughput', (('threads', '1'),))]
         self.assertEqual(thr['unit'], 'ops/ms')
         self.assertEqual(thr['stats']['median'], 175000.0)
         self.assertIn(('spinlock', 'uncontended_ns', ()), host)
-        self.assertEqual([b['mode'] for b in benchlib.host_brk(host)], ['lockbreak', 'none'])
+        self.assertEqual([b['mode'] for b in bench_locks.host_brk(host)], ['lockbreak', 'none'])
 
     def test_peer_table_puts_both_sides_in_one_row(self):
-        results = benchlib.Results(lock_runs(), 2)
-        matrix = benchlib.lock_matrix(results)
-        host = benchlib.host_lock_results([HOST_OUTPUT % ('5.0', '170000000')])
-        table = benchlib.peer_table(results, host, matrix)
+        results = bench_results.Results(lock_runs(), 2)
+        matrix = bench_locks.lock_matrix(results)
+        host = bench_locks.host_lock_results([HOST_OUTPUT % ('5.0', '170000000')])
+        table = bench_locks.peer_table(results, host, matrix)
         self.assertEqual(table['columns'], [1, 2])
         row = [r for r in table['rows'] if r['type'] == 'ticket'][0]
         self.assertEqual(row['host_uncontended_ns']['median'], 5.0)
