@@ -56,15 +56,3 @@ def fake_qemu_run(tmp, args=(), log=None, exit_status=1, hang=False, stderr_text
                           timeout=timeout, text=True)
     return proc, time.monotonic() - started
 
-
-def load_command_file(name):
-    """scripts/<name> executed as a module: only for a command whose code is not in the
-    locklab package (scripts/test-kvm, a file of its own)."""
-    import importlib.machinery
-    import importlib.util
-    module_name = name.replace('-', '_') + '_command'
-    loader = importlib.machinery.SourceFileLoader(module_name, os.path.join(SCRIPTS, name))
-    spec = importlib.util.spec_from_loader(module_name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module

@@ -4,10 +4,9 @@ import os
 import subprocess
 import unittest
 
-from support import REPO, load_command_file
+from support import REPO
 from locklab import runner_qemu
-
-tk = load_command_file('test-kvm')
+from locklab import testkvm as tk
 
 TIME = ('# time: TSC 2300.000 MHz (from kvmclock (the pvclock scale)), invariant TSC: no\n'
         '  # time: TSC source kvmclock, 2300.000 MHz\n')
