@@ -37,17 +37,31 @@ _Noreturn void lock_recursion(const struct lock_meta *m, const void *lock, const
 	lock_panic("%s: lock %s (%p) on CPU#%d", what, meta_name(m), lock, arch_cpu_id());
 }
 
+/*
+ * The wait that counts towards the spin-timeout is the time this waiter was
+ * running.  A long gap since its previous check means its vCPU was not run
+ * (host overcommit, or the whole VM stopped and resumed: every CPU's clock
+ * jumps at once); blaming the holder for it would turn a paused machine into
+ * a "deadlock".  A holder whose own vCPU is not run is another matter: the
+ * waiter sees no gap, and the timeout is scaled by the overcommit instead
+ * (sched.c).
+ */
 void lock_wait_check(struct lock_wait *w, const struct lock_meta *m, const void *lock)
 {
-	uint64_t waited = arch_now_ns() - w->start;
+	uint64_t now = arch_now_ns(), waited;
 	int owner;
 
+	if (now - w->last_check >= LOCK_WAIT_ABSENT_NS)
+		w->absent += now - w->last_check;
+	w->last_check = now;
+	waited = now - w->start - w->absent;
 	if (waited <= lock_spin_timeout_ns)
 		return;
 	owner = lock_owner_cpu(m);
-	lock_printf("# BUG: spin-timeout: CPU#%d waited %llu ms for lock %s (%p), held by CPU#%d\n",
+	lock_printf("# BUG: spin-timeout: CPU#%d waited %llu ms for lock %s (%p), held by CPU#%d "
+	            "(not counting %llu ms it did not run)\n",
 	            arch_cpu_id(), (unsigned long long)(waited / 1000000u), meta_name(m), lock,
-	            owner);
+	            owner, (unsigned long long)(w->absent / 1000000u));
 	arch_dump_stack();
 	if (owner >= 0 && owner != arch_cpu_id())
 		arch_dump_cpu_stack(owner);

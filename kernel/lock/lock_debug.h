@@ -7,7 +7,10 @@
  *     name instead of deadlocking;
  *   - spin-timeout: a waiter that has spun for lock_spin_timeout_ns
  *     (LOCK_SPIN_TIMEOUT_NS, 2 s) prints who holds the lock, its own backtrace,
- *     asks the holder CPU for its backtrace, and panics.
+ *     asks the holder CPU for its backtrace, and panics.  Time the waiter
+ *     itself did not run (a gap of LOCK_WAIT_ABSENT_NS or more between two of
+ *     its clock checks: its vCPU, or the whole machine, stopped by the host)
+ *     does not count: it says nothing about the holder.
  * LOCK_STAT: per-lock acquisitions, contentions, wait and hold times (sum, max,
  *   log2 histogram).  The statistics are updated only by the lock holder, so
  *   the lock itself protects them.
@@ -22,7 +25,13 @@
 
 #define LOCK_SPIN_TIMEOUT_NS 2000000000ull /* 2 s: far beyond any sane hold time */
 #define LOCK_TIMEOUT_CHECK_EVERY 1024      /* spins between clock reads (power of 2) */
-#define LOCK_STAT_BUCKETS 32               /* bucket b: [2^(b-1), 2^b) ns; 0: 0 ns */
+/*
+ * A running waiter reads the clock every 1024 spins (well under a millisecond
+ * even under TCG) or after each halt (woken by the next tick at the latest);
+ * a gap this long means it was not running.
+ */
+#define LOCK_WAIT_ABSENT_NS 100000000ull /* 100 ms */
+#define LOCK_STAT_BUCKETS 32             /* bucket b: [2^(b-1), 2^b) ns; 0: 0 ns */
 
 extern uint64_t lock_spin_timeout_ns; /* tests may shorten it */
 
@@ -66,6 +75,8 @@ struct lock_meta {
 /* State of one waiter while it spins. */
 struct lock_wait {
 	uint64_t start;
+	uint64_t last_check; /* the clock at the previous timeout check */
+	uint64_t absent;     /* ns this waiter did not run (LOCK_WAIT_ABSENT_NS) */
 	unsigned int spins;
 };
 
@@ -95,6 +106,8 @@ static inline void lock_wait_begin(struct lock_wait *w)
 {
 #if defined(LOCK_DEBUG) || defined(LOCK_STAT)
 	w->start = arch_now_ns();
+	w->last_check = w->start;
+	w->absent = 0;
 #endif
 	w->spins = 0;
 }
