@@ -132,6 +132,8 @@ def sched_run(model, max_ns, rep=1):
                      'samples=23 walks=%d' % (model, worst, load, rep))
         lines.append('# metric: sched.wakeup_latency.%s.p99_ns %d ns load=%s cpus=2 '
                      'samples=23 walks=%d' % (model, worst // 2, load, rep))
+        lines.append('# metric: sched.wakeup_latency.%s.p50_ns %d ns load=%s cpus=2 '
+                     'samples=23 walks=%d' % (model, worst // 4, load, rep))
     return run_entry('sched-smp4-%s-r%d' % (model, rep), 'sched', 4,
                      ktap_log([('sched.wakeup_latency', lines)]), rep=rep,
                      options={'preempt': model})
@@ -341,6 +343,10 @@ class Ratios(unittest.TestCase):
         # ticket: 99 of 100 falls in the last bucket, 95% of its way; qspinlock: 99% of 2 us.
         self.assertAlmostEqual(p99['factor'], 5900.0 / 1980.0)
         self.assertIn('lock.bench_wait', p99['measure'])
+        # The p90 is the headline, the p99 a figure (its tail does not reproduce).
+        p90 = [x for x in r if x['id'] == 'qspinlock_vs_ticket.wait_p90'][0]
+        self.assertTrue(p90['headline'])
+        self.assertFalse(p99['headline'])
 
     def test_lock_pair_missing_type_is_not_measured(self):
         r = bench_scenarios.scenario_locks(bench_results.Results(lock_runs(), 1))['ratios']
@@ -364,9 +370,8 @@ class Ratios(unittest.TestCase):
         r = bench_scenarios.scenario_pv(bench_results.Results(runs, 2))['ratios']
         pvq = [x for x in r if x['id'].startswith('pvqspinlock_vs_pvticket.')]
         heads = sorted((x['id'], x['smp']) for x in pvq if x['headline'])
-        self.assertEqual(heads, [('pvqspinlock_vs_pvticket.max_wait', 4),
-                                 ('pvqspinlock_vs_pvticket.max_wait', 8),
-                                 ('pvqspinlock_vs_pvticket.throughput', 4),
+        # The longest wait is a figure, never a headline: one sample, it does not reproduce.
+        self.assertEqual(heads, [('pvqspinlock_vs_pvticket.throughput', 4),
                                  ('pvqspinlock_vs_pvticket.throughput', 8)])
         wait = [x for x in pvq if x['id'].endswith('max_wait')][0]
         self.assertAlmostEqual(wait['factor'], 4.0)
@@ -400,8 +405,15 @@ class Ratios(unittest.TestCase):
         self.assertEqual(sorted(m for m, l in vs_none if l == 'plain'),
                          ['full', 'rt', 'voluntary'])
         self.assertAlmostEqual(vs_none[('rt', 'plain')]['factor'], 18.0)
-        self.assertTrue(vs_none[('rt', 'plain')]['headline'])
-        self.assertFalse(vs_none[('rt', 'idle')]['headline'])
+        # The headline is the median wakeup; the max is a figure.
+        self.assertFalse(vs_none[('rt', 'plain')]['headline'])
+        median = {(x['model'], x['load']): x for x in out['ratios']
+                  if x['id'].endswith('_vs_none.p50')}
+        self.assertAlmostEqual(median[('rt', 'plain')]['factor'], 18.0)
+        self.assertTrue(median[('rt', 'plain')]['headline'])
+        self.assertFalse(median[('rt', 'idle')]['headline'])
+        self.assertEqual([x['id'] for x in out['ratios'] if x['headline']],
+                         ['wakeup.rt_vs_none.p50', 'wakeup.breakable_vs_plain_load'])
         load = {x['model']: x for x in out['ratios']
                 if x['id'] == 'wakeup.breakable_vs_plain_load'}
         self.assertAlmostEqual(load['none']['factor'], 2.0)
