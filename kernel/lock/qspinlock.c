@@ -74,11 +74,30 @@
 
 /* How long a newcomer waits for a pending -> locked hand-over before queueing. */
 #define QSPIN_PENDING_LOOPS 256
-/* The broken variant's stand-in for an interrupt between seeing the lock free and taking it. */
+/*
+ * The broken variant's stand-in for an interrupt between seeing the lock
+ * free and taking it: up to this many pauses, a different number each time
+ * (qspin_broken_window).  A fixed length made the catch depend on the host:
+ * a second head whose window outlasts the other's whole critical section
+ * takes the lock after it is gone again, and nothing overlaps.
+ */
 #define QSPIN_BROKEN_WINDOW 128
 
 static struct qspin_node qspin_nodes[LOCK_MAX_CPUS][LOCK_MAX_NESTING];
 static struct qspin_node qspin_broken_nodes[LOCK_MAX_CPUS][LOCK_MAX_NESTING];
+static uint32_t qspin_broken_rng[LOCK_MAX_CPUS];
+
+/* A window length in [0, QSPIN_BROKEN_WINDOW): a per-CPU xorshift, no locks. */
+static unsigned qspin_broken_window(int cpu)
+{
+	uint32_t x = qspin_broken_rng[cpu] ? qspin_broken_rng[cpu] : 0x9e3779b9u + (uint32_t)cpu;
+
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	qspin_broken_rng[cpu] = x;
+	return x % QSPIN_BROKEN_WINDOW;
+}
 static struct qspin_stats qspin_stats;
 
 static inline void stat_inc(uint64_t *c)
@@ -197,7 +216,7 @@ queue:
 	                                __ATOMIC_RELAXED))
 		goto out; /* we were the last in the queue: it is empty now */
 	if (broken)
-		for (int i = 0; i < QSPIN_BROKEN_WINDOW; i++)
+		for (unsigned i = qspin_broken_window(cpu); i; i--)
 			cpu_relax();
 	__atomic_store_n(&l->locked, QSPIN_LOCKED, __ATOMIC_RELAXED);
 	while (!(next = __atomic_load_n(&node->next, __ATOMIC_ACQUIRE)))
