@@ -81,7 +81,7 @@
  * longer than the other head's whole critical section, so the late head
  * took the lock after it was gone and nothing overlapped (at 2 vCPUs on a
  * loaded host: 1 to 115 torture runs to a catch; with 0 to 127, the first
- * run in 16 of 17 boots; with 0 to 255, up to 106 runs again).  The host
+ * run in 17 of 21 boots, 7 at most; with 0 to 255, up to 106).  The host
  * build keeps 128: there the window works by reaching a yield
  * (arch_host.c's yield_every), which lets an oversubscribed thread in.
  */

@@ -174,7 +174,7 @@ static void pv_overcommit_one(struct lt_sub *s, const struct lock_type *t, unsig
 	}
 	ratio = pv_measure(t, base, threshold, &st);
 	if (!lt_overcommitted()) {
-		lt_sub_end(s, t, "not overcommitted: ratio not checked");
+		lt_sub_end(s, t, "not overcommitted: no waiter needs to halt");
 		return;
 	}
 	/* The gain is a timing figure (pv_over_plain_x1000 above); it is said, not judged. */
@@ -203,8 +203,8 @@ KTEST(lock, pv_overcommit, .min_cpus = 2, .timeout_ms = 60000)
 		return;
 	}
 	if (!lt_overcommitted())
-		kprintf("# lock: %d vCPUs on %d host CPUs, not overcommitted: ratios not "
-		        "checked\n",
+		kprintf("# lock: %d vCPUs on %d host CPUs, not overcommitted: halts and kicks "
+		        "not judged\n",
 		        num_online_cpus(), config.host_cpus);
 	threshold = lt_pv_threshold_for_ns(PV_SPIN_NS);
 	for_each_lock_type(t, pp) {
