@@ -62,7 +62,7 @@ static struct {
 	unsigned done;     /* its nmi_done count the answer moves past */
 	uint64_t answered; /* when the answer was first seen; 0: not yet */
 } suspect = {.cpu = -1};
-static uint64_t host_stalls, longest_stall_ms;
+static uint64_t host_stalls;
 
 void watchdog_touch(void)
 {
@@ -132,8 +132,6 @@ static void follow_suspect(uint64_t now)
 	    __atomic_load_n(&ac->wd_idle, __ATOMIC_ACQUIRE)) {
 		uint64_t ms = tsc_to_ns(last - suspect.stamp) / NSEC_PER_MSEC;
 		host_stalls++;
-		if (ms > longest_stall_ms)
-			longest_stall_ms = ms;
 		kprintf(
 		    "# watchdog: CPU %d went %lu ms without a tick and then ticked: the host did "
 		    "not run it (a stall, not a lockup; %lu so far)\n",

@@ -1,7 +1,8 @@
 """The lock matrix of the bench report (uncontended cost, throughput by CPUs, waits and
 fairness per lock type) and the same locks in the host pthread benchmark, side by side."""
 
-from .bench_results import _attr_key, _sig, isnum, summarize
+from .bench_results import _attr_key, _sig, summarize
+from .stats import isnum
 from .metric_lines import parse_metric_lines
 
 # Host benchmark names -> the kernel's names for the same primitive.

@@ -10,8 +10,9 @@ import shutil
 import subprocess
 
 from . import report_hist, report_plots
-from .bench_results import (_sig, histfile_as_block, human, isnum, parse_histfile,
-                           preferred_smp, read_text, to_us)
+from .bench_results import (_sig, histfile_as_block, human, parse_histfile, preferred_smp,
+                           read_text, to_us)
+from .stats import isnum
 from .bench_scenarios import PV_PAIRS, WAKEUP_HIST, _load_of, _load_order, _model_of, _model_order
 
 GNUPLOT_TIMEOUT_S = 60

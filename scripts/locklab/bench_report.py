@@ -31,8 +31,9 @@ import subprocess
 from . import report_hist
 from .paths import REPO
 
-from .bench_results import (Results, hist_stats, histfile_as_block, isnum, leg_label,
-                            parse_histfile, read_text, run_clock)
+from .bench_results import (Results, hist_stats, histfile_as_block, leg_label, parse_histfile,
+                            read_text, run_clock)
+from .stats import isnum
 from .bench_scenarios import (SCENARIOS, WAKEUP_HIST, _load_of, _load_order, _model_of,
                               _model_order, not_measured)
 from .bench_locks import host_brk, host_lock_results, lock_matrix, peer_table

@@ -12,6 +12,7 @@ import os
 import re
 
 from . import report_hist, stats
+from .stats import isnum, quantile
 
 # Attributes that always tell lines of one metric apart (a sweep or a configuration).
 IDENTITY_KEYS = frozenset(('cpus', 'threads', 'locks', 'section_us', 'load', 'mode', 'k',
@@ -20,9 +21,6 @@ IDENTITY_KEYS = frozenset(('cpus', 'threads', 'locks', 'section_us', 'load', 'mo
 
 # -- numbers -------------------------------------------------------------------------------
 
-# One definition of each, in locklab.stats; the bench modules import them from here.
-isnum = stats.isnum
-quantile = stats.quantile
 
 
 def summarize(values):

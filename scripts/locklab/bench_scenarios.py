@@ -7,8 +7,8 @@ checked against canned runs without drawing or writing anything.
 import re
 
 from . import stats
-from .bench_results import (_sig, factor_text, human, isnum, preferred_smp, quantile,
-                           summarize)
+from .bench_results import _sig, factor_text, human, preferred_smp, summarize
+from .stats import isnum, quantile
 
 PREEMPT_MODELS = ('none', 'voluntary', 'full', 'rt')
 
@@ -592,27 +592,23 @@ def scenario_wakeup(results):
                                         'no metric sched.wakeup_latency.none.max_ns%s in this '
                                         'run' % (' with load=%s' % load if load else '')))
                 continue
-            r = make_ratio(rid, t, measure, 'none', base, model, after, 'lower',
-                           leg_context(results, after['smp'],
-                                       'load=%s' % load if load else ''), results,
-                           ('lower', 'higher'))
-            r['model'], r['load'] = model, load
-            r['headline'] = False
-            out.append(r)
             # The headline is the median wakeup: a model's longest wakeup is one sample of a
             # long tail (virtual time, 9 repeats of preempt=rt under plain load: 0.18 to
             # 1.16 ms, while its median stayed at 60 us), so the max is a figure with its
             # interval and the median says how the models differ, reproducibly.
-            base50 = table.get(('none', load), {}).get('p50')
-            after50 = table.get((model, load), {}).get('p50')
-            if base50 is not None and after50 is not None:
-                r = make_ratio(rid + '.p50', t + ' (median)', 'median wakeup latency of a '
-                               'high-priority thread', 'none', base50, model, after50, 'lower',
-                               leg_context(results, after50['smp'],
-                                           'load=%s' % load if load else ''), results,
-                               ('lower', 'higher'))
+            for stat, suffix, what in (('max', '', measure),
+                                       ('p50', '.p50', 'median wakeup latency of a '
+                                        'high-priority thread')):
+                b = table.get(('none', load), {}).get(stat)
+                a = table.get((model, load), {}).get(stat)
+                if a is None or b is None:
+                    continue
+                r = make_ratio(rid + suffix, t + (' (median)' if suffix else ''), what, 'none',
+                               b, model, a, 'lower',
+                               leg_context(results, a['smp'], 'load=%s' % load if load else ''),
+                               results, ('lower', 'higher'))
                 r['model'], r['load'] = model, load
-                r['headline'] = model == 'rt' and load == head_load
+                r['headline'] = bool(suffix) and model == 'rt' and load == head_load
                 out.append(r)
     if 'plain' in loads and 'breakable' in loads:
         for model in models:
